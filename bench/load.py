@@ -1,0 +1,152 @@
+"""Load generator: keep-alive HTTP/1.1 on raw asyncio streams (an HTTP client library would be the bottleneck).
+
+closed: N connections, each sends the next request when the previous is answered, for D seconds.
+open:   requests scheduled at a fixed rate whatever the answers; latency counts from the scheduled time.
+Prints one JSON document: rate, latency percentiles, errors, and (open) the send time of each ticket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+
+
+def body(ticket: str) -> bytes:
+    return json.dumps({"message": {"eventId": f"ev-{ticket}", "eventType": "ticket:created", "payload": {"ticket": {
+        "id": ticket, "title": f"Ticket {ticket}", "priorityName": "High",
+        "assignedTo": [{"email": "bedourelborai@luciq.ai"}]}}}}).encode()
+
+
+class Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+        )
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+
+def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, float]:
+    latencies.sort()
+    n = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(n - 1, int(n * p))] * 1000 if n else float("nan")
+
+    return {"requests": n, "rate": n / elapsed, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "max_ms": latencies[-1] * 1000 if n else float("nan"), "errors": errors}
+
+
+async def closed(host: str, port: int, path: str, connections: int, duration: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    prefix = uuid.uuid4().hex[:8]
+    counter = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors, counter
+        conn = Connection(host, port)
+        while time.perf_counter() < deadline:
+            counter += 1
+            payload = body(f"{prefix}-{counter}")
+            started = time.perf_counter()
+            try:
+                status = await conn.post(path, payload)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors += 1
+                conn = Connection(host, port)
+                continue
+            latencies.append(time.perf_counter() - started)
+            if status >= 300:
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return summary(latencies, time.perf_counter() - started, errors)
+
+
+async def open_loop(host: str, port: int, path: str, rate: float, duration: float, connections: int) -> dict:
+    queue: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+    errors = 0
+    prefix = uuid.uuid4().hex[:8]
+
+    async def worker() -> None:
+        nonlocal errors
+        conn = Connection(host, port)
+        while (item := await queue.get()) is not None:
+            ticket, scheduled = item
+            try:
+                status = await conn.post(path, body(ticket))
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors += 1
+                conn = Connection(host, port)
+                continue
+            latencies.append(time.perf_counter() - scheduled)
+            if status >= 300:
+                errors += 1
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    total = int(rate * duration)
+    start_perf, start_wall = time.perf_counter(), time.time()
+    for i in range(total):
+        at = start_perf + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ticket = f"{prefix}-{i}"
+        sent[f"thena-ticket-{ticket}"] = start_wall + (at - start_perf)  # wall clock, to compare with the receiver's
+        queue.put_nowait((ticket, at))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    result = summary(latencies, time.perf_counter() - start_perf, errors)
+    return {**result, "sent": sent}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["closed", "open"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/thena/events?token=bench-token")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=1000)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.mode == "closed":
+        result = asyncio.run(closed("127.0.0.1", args.port, args.path, args.connections, args.duration))
+    else:
+        result = asyncio.run(open_loop("127.0.0.1", args.port, args.path, args.rate, args.duration, args.connections))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

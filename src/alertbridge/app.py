@@ -1,0 +1,142 @@
+"""Builds the ASGI app from a configuration; its lifespan starts and stops the router and dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from alertbridge import logs, sources
+from alertbridge import targets as target_types
+from alertbridge.config import Config
+from alertbridge.delivery.dispatcher import Dispatcher, default_client
+from alertbridge.ingress import Ingress
+from alertbridge.metrics import Metrics
+from alertbridge.routing import compile_rules
+from alertbridge.routing.router import Router
+from alertbridge.sources.base import Endpoint
+from alertbridge.store import Store, open_store, store_url
+from alertbridge.targets import ConfiguredTarget
+
+log = logs.get("alertbridge.app")
+
+
+@dataclass
+class Services:
+    """What the app runs, passed in so tests and embedders can supply time, randomness and HTTP."""
+
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    client_factory: Callable[[ConfiguredTarget], httpx.AsyncClient] = default_client
+
+
+def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, Endpoint]:
+    endpoints = {}
+    for item in config.endpoints:
+        source = sources.get(item.source)
+        endpoints[item.path] = Endpoint(
+            config=item,
+            source=source,
+            settings=source.settings.model_validate(item.extra),
+            org=item.org or config.server.org,
+            max_body_bytes=item.max_body_bytes or config.server.max_body_bytes,
+            clock=clock,
+        )
+    return endpoints
+
+
+def create_app(config: Config, services: Services | None = None, store: Store | None = None) -> Ingress:
+    services = services or Services()
+    store = store or open_store(store_url(config.store))
+    metrics = Metrics()
+    rules = compile_rules(config)
+    targets = target_types.configure(config)
+    dispatcher = Dispatcher(
+        store,
+        targets,
+        config.delivery,
+        metrics,
+        clock=services.clock,
+        rng=services.rng,
+        client_factory=services.client_factory,
+    )
+    router = Router(store, rules, targets, metrics, on_deliveries=dispatcher.wake, clock=services.clock)
+    tasks: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        released = await store.release_claims()
+        if released:
+            log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
+        tasks.append(asyncio.create_task(router.run(), name="router"))
+        tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
+        log.info("started", endpoints=sorted(endpoints), targets=sorted(targets), routes=len(rules.routes))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await dispatcher.close()
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        problems = []
+        try:
+            await store.ping()
+        except Exception as exc:
+            problems.append(f"store: {exc}")
+        if not router.running:
+            problems.append("router is not running")
+        if not dispatcher.running:
+            problems.append("dispatcher is not running")
+        if problems:
+            return JSONResponse({"ok": False, "problems": problems}, status_code=503)
+        return JSONResponse({"ok": True, "paused": config.delivery.paused})
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            metrics.refused.labels("-", "unknown_path").inc()
+            log.warning("refused", endpoint=None, status=404, reason="unknown_path", path=request.url.path)
+            return JSONResponse({"ok": False, "error": f"no endpoint at {request.url.path}"}, status_code=404)
+        return JSONResponse({"ok": False, "error": str(getattr(exc, "detail", exc))}, status_code=status)
+
+    operator = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/health", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+        lifespan=lifespan,
+    )
+    endpoints = build_endpoints(config, services.clock)
+    return Ingress(
+        endpoints,
+        store,
+        rules.templates,
+        metrics,
+        on_stored=router.wake,
+        fallback=operator,
+        clock=services.clock,
+        ingest_timeout=config.server.ingest_timeout,
+    )

@@ -1,0 +1,389 @@
+"""The `alertbridge` command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from alertbridge import __version__, logs, thena_setup
+from alertbridge import targets as target_types
+from alertbridge.config import Config, ConfigError, default_config, load_config
+from alertbridge.events import to_dict
+from alertbridge.routing import compile_rules
+from alertbridge.routing.decide import decide
+from alertbridge.sources.base import BadPayload, Incoming
+from alertbridge.store import Store, open_store, store_url
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="alertbridge: webhooks in, pages out, nothing lost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+events_app = typer.Typer(help="Look at stored events and their decision traces.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="Look at the outbox: deliveries and their attempts.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(thena_setup.app, name="thena")
+
+# Piped output (logs, CI, grep) gets wide lines rather than tables folded to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="The YAML configuration (default: $ALERTBRIDGE_CONFIG).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (one document) instead of tables.")]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL (default: $ALERTBRIDGE_STORE, the config's, or ./alertbridge.db)."),
+]
+
+
+def _config(path: Path | None, required: bool = False) -> tuple[Config, str | None]:
+    chosen = str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG")
+    if not chosen:
+        if required:
+            err.print("[red]No configuration: pass --config FILE or set ALERTBRIDGE_CONFIG.[/red]")
+            raise typer.Exit(2)
+        return default_config(), None
+    try:
+        return load_config(chosen), chosen
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        err.print(f"[red]{len(exc.problems)} problem(s) in {chosen}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _with_store(store_option: str | None, config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = open_store(store_url(store_option or config.store) if store_option is None else store_option)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _plain_json(data: Any) -> None:
+    """Machine-readable output: one JSON document, no colours, no wrapping."""
+    sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    return {"event": to_dict(row.event), "status": row.status, "trace": row.trace, "routed_at": row.routed_at}
+
+
+def _json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the service. With no configuration it starts on SQLite in the working directory."""
+    import uvicorn
+
+    from alertbridge.app import create_app
+
+    settings, path = _config(config)
+    logs.configure(log_level)
+    if path is None:
+        err.print(
+            "[yellow]No configuration given: serving with no endpoints on ./alertbridge.db. "
+            "Pass --config FILE (see examples/).[/yellow]"
+        )
+    application = create_app(settings)
+    # access_log stays off: webhook URLs carry tokens (?token=…), and access logs would print them.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate a configuration; exits non-zero with file:line: field: message for each problem."""
+    settings, path = _config(config, required=True)
+    table = Table(title=f"{path}: valid")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("detail")
+    for e in settings.endpoints:
+        table.add_row("endpoint", e.name, f"{e.source} at {e.path}")
+    for t in settings.targets:
+        table.add_row("target", t.name, t.type)
+    for r in settings.routes:
+        table.add_row(
+            "route", r.name, escape(", ".join(f"{a.action} → {a.target}" for a in r.actions)) or "(no actions)"
+        )
+    for name, rows in settings.tables.items():
+        table.add_row("table", name, f"{len(rows)} entries")
+    out.print(table)
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(help="A JSON payload as the sender would post it.")],
+    endpoint: Annotated[str | None, typer.Option(help="The endpoint (by name) that receives it.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the decision; store nothing.")] = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Push a payload through parsing and routing, and show the decision trace and rendered actions.
+
+    Without --dry-run the event is stored as if it had arrived (credentials are not checked);
+    a running alertbridge on the same store routes and delivers it.
+    """
+    from alertbridge.app import build_endpoints
+    from alertbridge.ingress import apply_labels
+
+    settings, _ = _config(config, required=True)
+    endpoints = {e.name: e for e in build_endpoints(settings, time.time).values()}
+    if endpoint is None:
+        if len(endpoints) != 1:
+            err.print(
+                f"[red]Name the endpoint with --endpoint; this config has: {', '.join(endpoints) or 'none'}[/red]"
+            )
+            raise typer.Exit(2)
+        endpoint = next(iter(endpoints))
+    if endpoint not in endpoints:
+        err.print(f"[red]No endpoint named {endpoint!r}; this config has: {', '.join(endpoints)}[/red]")
+        raise typer.Exit(2)
+    target = endpoints[endpoint]
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]Cannot read {file}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from None
+    rules = compile_rules(settings)
+    request = Incoming("POST", target.config.path, {}, {"content-type": "application/json"}, body)
+    try:
+        events = [apply_labels(target, e, rules.templates) for e in target.source.parse(request, target)]
+    except BadPayload as exc:
+        err.print(f"[red]The payload cannot be read as {target.source.name}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    configured = target_types.configure(settings)
+    for event in events:
+        decision = decide(event, rules.routes, configured, rules.templates, time.time)
+        view = {k: v for k, v in to_dict(event).items() if k != "raw" and v not in (None, [], {})}
+        out.rule(f"event {event.kind}")
+        _json(view)
+        out.rule(f"decision: {decision.status}")
+        _print_trace(decision.trace)
+    if dry_run:
+        return
+
+    async def put(s: Store) -> None:
+        for stored in await s.add_events(events):
+            if stored.duplicate_of:
+                out.print(f"already stored as {stored.duplicate_of} (same delivery id): nothing new queued")
+            else:
+                out.print(f"stored as {stored.event_id}: a running alertbridge on this store will deliver it")
+
+    _with_store(store, settings, put)
+
+
+def _print_trace(trace: list[dict[str, Any]]) -> None:
+    for step in trace:
+        if "route" not in step:
+            out.print(f"  {step.get('result', step)}")
+            continue
+        mark = "[green]✔ matched[/green]" if step["matched"] else "[dim]✘ no match[/dim]"
+        out.print(f"  route [bold]{step['route']}[/bold]: {mark}")
+        for reason in step.get("reasons", []):
+            out.print(f"      {reason}", markup=False, highlight=False)
+        for action in step.get("actions", []):
+            if "error" in action:
+                out.print(f"    [red]✘ {action['action']} → {action['target']}: {action['error']}[/red]")
+                continue
+            extra = f" ({action['not_sent']})" if action.get("not_sent") else ""
+            out.print(f"    → {action['action']} on [bold]{action['target']}[/bold]{extra}")
+            out.print_json(json.dumps(action.get("fields", {}), default=str), indent=2)
+
+
+@events_app.command("list")
+def events_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    status: Annotated[str | None, typer.Option(help="received, routed, unmatched or failed.")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest events."""
+    settings, _ = _config(config)
+    rows = _with_store(store, settings, lambda s: s.list_events(limit, status))
+    if as_json:
+        _plain_json([_event_json(row) for row in rows])
+        return
+    table = Table(title=f"{len(rows)} event(s)")
+    for column in ("id", "received", "endpoint", "kind", "subject", "title", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        e = row.event
+        table.add_row(
+            e.id,
+            _when(e.received_at),
+            e.endpoint,
+            e.kind,
+            e.subject.id if e.subject else "-",
+            (e.title or "")[:40],
+            row.status,
+        )
+    out.print(table)
+
+
+@events_app.command("show")
+def events_show(
+    event_id: str, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """One event: its fields, its decision trace, its deliveries."""
+    settings, _ = _config(config)
+
+    async def load(s: Store) -> Any:
+        return await s.get_event(event_id), await s.list_deliveries(100, event_id=event_id)
+
+    row, deliveries = _with_store(store, settings, load)
+    if row is None:
+        err.print(f"[red]No event {event_id}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        _plain_json({**_event_json(row), "deliveries": [d.__dict__ for d in deliveries]})
+        return
+    out.rule(f"event {row.event.id} ({row.status})")
+    _json({k: v for k, v in to_dict(row.event).items() if v not in (None, [], {})})
+    out.rule("decision trace")
+    _print_trace(row.trace or [{"result": "not routed yet"}])
+    _delivery_table(deliveries)
+
+
+def _delivery_table(deliveries: list[Any]) -> None:
+    table = Table(title=f"{len(deliveries)} deliveries")
+    for column in ("id", "event", "target", "action", "status", "attempts", "next / last", "last error"):
+        table.add_column(column, overflow="fold")
+    for d in deliveries:
+        when = _when(d.next_attempt_at) if d.status == "pending" else _when(d.updated_at)
+        table.add_row(d.id, d.event_id, d.target, d.action, d.status, str(d.attempts), when, d.last_error or "")
+    out.print(table)
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    status: Annotated[str | None, typer.Option(help="pending, in_flight, delivered or dead.")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest deliveries."""
+    settings, _ = _config(config)
+    deliveries = _with_store(store, settings, lambda s: s.list_deliveries(limit, status))
+    if as_json:
+        _plain_json([d.__dict__ for d in deliveries])
+        return
+    _delivery_table(deliveries)
+
+
+@deliveries_app.command("show")
+def deliveries_show(
+    delivery_id: str, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """One delivery with every attempt."""
+    settings, _ = _config(config)
+
+    async def load(s: Store) -> Any:
+        return await s.get_delivery(delivery_id), await s.attempts(delivery_id)
+
+    delivery, attempts = _with_store(store, settings, load)
+    if delivery is None:
+        err.print(f"[red]No delivery {delivery_id}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        _plain_json({**delivery.__dict__, "attempts": [a.__dict__ for a in attempts]})
+        return
+    _json(
+        {
+            **delivery.__dict__,
+            "created_at": _when(delivery.created_at),
+            "updated_at": _when(delivery.updated_at),
+            "next_attempt_at": _when(delivery.next_attempt_at),
+        }
+    )
+    table = Table(title=f"{len(attempts)} attempt(s)")
+    for column in ("#", "started", "took", "outcome", "HTTP", "message"):
+        table.add_column(column, overflow="fold")
+    for a in attempts:
+        table.add_row(
+            str(a.number),
+            _when(a.started_at),
+            f"{a.duration * 1000:.0f} ms",
+            a.outcome,
+            str(a.status_code or "-"),
+            a.message,
+        )
+    out.print(table)
+
+
+@app.command()
+def replay(
+    ids: Annotated[list[str], typer.Argument(help="Delivery ids, or event ids (all their deliveries).")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Send deliveries again: they become pending, due now, with a fresh retry budget."""
+    settings, _ = _config(config)
+    done = _with_store(store, settings, lambda s: s.replay(ids, time.time()))
+    if not done:
+        err.print("[red]Nothing to replay: no delivery or event with those ids (or they are in flight now).[/red]")
+        raise typer.Exit(1)
+    for delivery_id in done:
+        out.print(f"queued {delivery_id}")
+    out.print(f"{len(done)} delivery(ies) queued again; a running alertbridge sends them within a second.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

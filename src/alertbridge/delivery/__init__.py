@@ -1,0 +1,1 @@
+"""The outbox's far side: claim due deliveries, send them, record and schedule what happened."""

@@ -1,0 +1,235 @@
+"""The dispatcher: claims due deliveries, sends them, records every attempt, schedules retries.
+
+The retry loop lives here once; what an answer means lives with each target (`classify`).
+A delivery is claimed with a lease: if this process dies mid-send, the lease runs out and
+the delivery is sent again, which is safe for targets that dedupe (PagerDuty's dedup_key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+from ulid import ULID
+
+from alertbridge import logs
+from alertbridge.config import DeliveryConfig
+from alertbridge.delivery.backoff import exhausted, next_delay
+from alertbridge.delivery.ratelimit import SlidingWindow
+from alertbridge.metrics import Metrics
+from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
+from alertbridge.targets import ConfiguredTarget, Outcome
+from alertbridge.targets.base import Sending
+
+log = logs.get("alertbridge.dispatcher")
+
+IDLE_POLL = 0.5  # seconds between looks at the store when nothing wakes us (retries, replays, other processes)
+
+
+def default_client(target: ConfiguredTarget) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(target.config.timeout),
+        # httpcore checks every pooled connection on every request: a small pool keeps that cheap.
+        limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        headers={"User-Agent": "alertbridge"},
+        follow_redirects=False,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        targets: Mapping[str, ConfiguredTarget],
+        config: DeliveryConfig,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        client_factory: Callable[[ConfiguredTarget], httpx.AsyncClient] = default_client,
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.clients = {name: client_factory(target) for name, target in targets.items()}
+        self.windows = {
+            name: SlidingWindow(t.rate_limit.limit, t.rate_limit.per) for name, t in targets.items() if t.rate_limit
+        }
+        self._wake = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+        self.running = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            while True:
+                if self.config.paused:
+                    await asyncio.sleep(IDLE_POLL)
+                    continue
+                claimed = await self._claim()
+                if claimed == 0:
+                    await self._idle()
+        finally:
+            self.running = False
+
+    async def _claim(self) -> int:
+        free = self.config.concurrency - len(self._sending)
+        if free <= 0:
+            return 0
+        now = self.clock()
+        capacity = {name: window.available(now) for name, window in self.windows.items()}
+        try:
+            batch = await self.store.claim_deliveries(now, self.config.lease, free, capacity)
+        except Exception as exc:  # the store is down: keep the loop alive, try again shortly
+            log.error("claim_failed", error=str(exc))
+            return 0
+        for delivery in batch:
+            window = self.windows.get(delivery.target)
+            if window is not None:
+                window.take(now)
+            task = asyncio.create_task(self._deliver(delivery))
+            self._sending.add(task)
+            task.add_done_callback(self._done)
+        return len(batch)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._wake.set()  # capacity freed
+
+    async def _idle(self) -> None:
+        timeout = IDLE_POLL
+        now = self.clock()
+        for window in self.windows.values():
+            if window.available(now) <= 0:
+                timeout = min(timeout, max(0.01, window.free_at(now) - now))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        self.metrics.in_flight.inc()
+        try:
+            await self._attempt(delivery)
+        except Exception as exc:  # never let one delivery kill the loop; its lease will bring it back
+            log.exception("delivery_crashed", delivery=delivery.id, error=str(exc))
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        target = self.targets.get(delivery.target)
+        started = self.clock()
+        status_code: int | None = None
+        if target is None:
+            outcome = Outcome("permanent", f"target {delivery.target!r} is no longer configured")
+        else:
+            outcome, status_code = await self._send(target, delivery)
+        finished = self.clock()
+        number = delivery.attempts + 1
+        policy = target.retry if target else self.config.retry
+
+        if outcome.kind == "success":
+            result = AttemptResult("delivered", finished, None, outcome.result)
+        elif outcome.kind == "permanent":
+            result = AttemptResult("dead", finished, outcome.message)
+        else:
+            reason = exhausted(policy, number, delivery.budget_from, finished)
+            if reason:
+                result = AttemptResult("dead", finished, f"{outcome.message}; {reason}")
+            else:
+                delay = next_delay(policy, number, self.rng, outcome.retry_after)
+                result = AttemptResult("pending", finished + delay, outcome.message)
+
+        attempt = Attempt(delivery.id, number, started, finished - started, outcome.kind, status_code, outcome.message)
+        follow_ups = self._follow_ups(delivery, outcome, finished) if result.status == "delivered" else []
+        await self.store.record_attempt(delivery, attempt, result, follow_ups)
+        if follow_ups:
+            self.wake()
+
+        label = "dead" if result.status == "dead" else outcome.kind
+        self.metrics.deliveries.labels(delivery.target, label).inc()
+        self.metrics.send_seconds.labels(delivery.target).observe(finished - started)
+        if result.status == "delivered" and delivery.event_received_at:
+            self.metrics.end_to_end_seconds.labels(delivery.target).observe(finished - delivery.event_received_at)
+        log_fields = dict(
+            delivery=delivery.id,
+            event_id=delivery.event_id,
+            target=delivery.target,
+            action=delivery.action,
+            attempt=number,
+            outcome=outcome.kind,
+            status=status_code,
+        )
+        if result.status == "delivered":
+            log.info("delivered", **log_fields)
+        elif result.status == "dead":
+            log.error("dead_lettered", reason=result.error, **log_fields)
+        else:
+            log.warning(
+                "retry_scheduled",
+                reason=outcome.message,
+                retry_in=round(result.next_attempt_at - finished, 2),
+                **log_fields,
+            )
+
+    def _follow_ups(self, delivery: Delivery, outcome: Outcome, now: float) -> list[NewDelivery]:
+        """Deliveries a success asks for, keyed on this delivery so a repeated success adds none."""
+        made = []
+        for index, follow in enumerate(outcome.follow_ups):
+            target = self.targets.get(follow.target)
+            if target is None:
+                log.error("follow_up_dropped", delivery=delivery.id, reason=f"no target named {follow.target!r}")
+                continue
+            order = target.type.order_key(target.settings, follow.action, follow.fields)
+            made.append(
+                NewDelivery(
+                    id=str(ULID.from_timestamp(now)),
+                    org=delivery.org,
+                    event_id=delivery.event_id,
+                    route=f"{delivery.route} → {delivery.target}",
+                    target=follow.target,
+                    action=follow.action,
+                    fields=follow.fields,
+                    idempotency_key=f"follow:{delivery.id}:{index}",
+                    order_key=f"{follow.target}:{order}" if order else None,
+                    created_at=now,
+                )
+            )
+        return made
+
+    async def _send(self, target: ConfiguredTarget, delivery: Delivery) -> tuple[Outcome, int | None]:
+        sending = Sending(delivery.id, delivery.event, self.clock())
+        try:
+            request = target.type.request(target.settings, delivery.action, delivery.fields, sending)
+        except Exception as exc:
+            return Outcome("permanent", f"cannot build the request: {type(exc).__name__}: {exc}"), None
+        client = self.clients[target.name]
+        try:
+            response = await client.request(
+                request.method,
+                request.url,
+                json=request.json if request.content is None else None,
+                content=request.content,
+                headers=dict(request.headers),
+            )
+        except httpx.TimeoutException:
+            return Outcome("retry", f"no answer within {target.config.timeout:g} s"), None
+        except httpx.TransportError as exc:
+            return Outcome("retry", f"could not reach {target.name}: {type(exc).__name__}"), None
+        return target.type.classify(response, target.settings, delivery.fields, sending), response.status_code
+
+    async def close(self) -> None:
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        for client in self.clients.values():
+            await client.aclose()

@@ -1,0 +1,199 @@
+"""The hot path: from a sender's request to a durable event and an answer.
+
+Only what must happen before the answer happens here: find the endpoint, bound the body,
+check the credentials, parse, compute the endpoint's labels, commit. Routing and delivery
+run after, in the background. A plain ASGI callable, so no framework layer sits on the way;
+paths that are not endpoints fall through to the operator's app (health, metrics, API).
+
+Answers: 2xx only once the event is durable (a redelivery gets the same answer); 400 an
+unreadable body; 401/403 missing or wrong credentials; 404 an unknown path; 405 a method
+the source does not take; 413 a body over the limit; 503 only when the store cannot take
+the event. Every refusal is counted and logged, without the body or any secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from alertbridge import logs
+from alertbridge.events import Event
+from alertbridge.metrics import Metrics
+from alertbridge.routing.decide import context
+from alertbridge.routing.templates import RenderError, Templates
+from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
+from alertbridge.store.base import Store
+
+log = logs.get("alertbridge.ingress")
+_json = msgspec.json.Encoder()
+
+
+class TooLarge(Exception):
+    pass
+
+
+class Ingress:
+    def __init__(
+        self,
+        endpoints: Mapping[str, Endpoint],
+        store: Store,
+        templates: Templates,
+        metrics: Metrics,
+        on_stored: Callable[[], None],
+        fallback: ASGIApp,
+        clock: Callable[[], float] = time.time,
+        ingest_timeout: float = 4.0,
+    ) -> None:
+        self.ingest_timeout = ingest_timeout
+        self.endpoints = {path.rstrip("/") or "/": endpoint for path, endpoint in endpoints.items()}
+        self.store = store
+        self.templates = templates
+        self.metrics = metrics
+        self.on_stored = on_stored
+        self.fallback = fallback
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.endpoints.get(scope["path"].rstrip("/") or "/")
+            if endpoint is not None:
+                await self.handle(endpoint, scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        name = endpoint.name
+        self.metrics.received.labels(name).inc()
+        head = method == "HEAD"
+
+        async def refuse(status: int, reason: str, message: str, headers: list | None = None) -> None:
+            self.metrics.refused.labels(name, reason).inc()
+            client = scope.get("client")
+            log.warning(
+                "refused",
+                endpoint=name,
+                status=status,
+                reason=reason,
+                message=message,
+                client=client[0] if client else None,
+            )
+            await _respond(send, status, {"ok": False, "error": message}, head, headers)
+
+        if method not in endpoint.source.methods:
+            allowed = ", ".join(sorted(endpoint.source.methods))
+            await refuse(
+                405,
+                "method_not_allowed",
+                f"{method} is not accepted here; use {allowed}",
+                [(b"allow", allowed.encode())],
+            )
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await _read_body(receive, headers, endpoint.max_body_bytes)
+        except TooLarge:
+            await refuse(413, "too_large", f"the body is over the {endpoint.max_body_bytes} byte limit")
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        request = Incoming(method, scope["path"], query, headers, body)
+
+        reply = endpoint.source.handshake(request, endpoint)
+        if reply is not None:
+            await _respond(send, reply.status, reply.body, head, media_type=reply.media_type)
+            return
+        try:
+            endpoint.source.verify(request, endpoint)
+        except Unauthorized as exc:
+            await refuse(exc.status, exc.reason, exc.message)
+            return
+        try:
+            events = endpoint.source.parse(request, endpoint)
+        except BadPayload as exc:
+            await refuse(400, "bad_payload", str(exc))
+            return
+        if endpoint.config.labels:
+            events = [apply_labels(endpoint, e, self.templates) for e in events]
+        try:
+            async with asyncio.timeout(self.ingest_timeout):
+                stored = await self.store.add_events(events) if events else []
+        except Exception as exc:  # StoreUnavailable, a timeout, or any failure to commit: the sender retries
+            problem = "no commit within the ingest timeout" if isinstance(exc, TimeoutError) else str(exc)
+            log.error("store_unavailable", endpoint=name, error=problem)
+            await refuse(503, "store_unavailable", "the event could not be stored; try again", [(b"retry-after", b"5")])
+            return
+        if any(s.duplicate_of is None for s in stored):
+            self.on_stored()
+        for s in stored:
+            self.metrics.events.labels(name, "duplicate" if s.duplicate_of else "new").inc()
+        duplicate = bool(stored) and all(s.duplicate_of for s in stored)
+        ids = [s.duplicate_of or s.event_id for s in stored]
+        await _respond(send, 200, self._answer(endpoint, events, ids, duplicate), head)
+        self.metrics.ingest_seconds.labels(name).observe(time.perf_counter() - started)
+
+    def _answer(self, endpoint: Endpoint, events: list[Event], ids: list[str], duplicate: bool) -> Any:
+        template = endpoint.config.response
+        if template is None or not events:
+            return {"ok": True, "events": ids, "duplicate": duplicate}
+        view = {**context(events[0]), "events": ids, "duplicate": duplicate}
+        try:
+            rendered = self.templates.render(template, view, "response")
+        except RenderError as exc:
+            log.warning("response_failed", endpoint=endpoint.name, error=str(exc))
+            return {"ok": True, "events": ids, "duplicate": duplicate}
+        return {k: (None if v == "" else v) for k, v in rendered.items()}
+
+
+def apply_labels(endpoint: Endpoint, event: Event, templates: Templates) -> Event:
+    """The event with the endpoint's labels computed; a label that fails is left out and logged."""
+    view = context(event)
+    labels = dict(event.labels)
+    for key, template in endpoint.config.labels.items():
+        try:
+            labels[key] = templates.render(template, {**view, "labels": labels}, f"labels.{key}")
+        except RenderError as exc:
+            log.warning("label_failed", endpoint=endpoint.name, label=key, error=str(exc))
+        if labels.get(key) in ("", None):
+            labels.pop(key, None)
+    return msgspec.structs.replace(event, labels=labels)
+
+
+async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: Any,
+    head: bool = False,
+    extra_headers: list | None = None,
+    media_type: str = "application/json",
+) -> None:
+    payload = body if isinstance(body, bytes) else _json.encode(body) if body is not None else b""
+    headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": b"" if head else payload})

@@ -1,0 +1,114 @@
+"""The routing decision for one event: which routes match, and the deliveries they ask for.
+
+Pure: no I/O, no clock but the one passed in. The router task persists what this returns;
+`alertbridge send --dry-run` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ulid import ULID
+
+from alertbridge.events import Event, to_dict
+from alertbridge.routing.routes import Route
+from alertbridge.routing.templates import RenderError, Templates
+from alertbridge.store.base import NewDelivery
+from alertbridge.targets import ConfiguredTarget
+
+
+@dataclass
+class Decision:
+    status: str  # routed | unmatched | failed
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[NewDelivery] = field(default_factory=list)
+
+
+def context(event: Event, original: Event | None = None) -> dict[str, Any]:
+    """What templates see: the event, its labels, and the event it answers (an agent's note), if any."""
+    view = to_dict(event)
+    return {"event": view, "labels": view["labels"], "original": to_dict(original) if original else None}
+
+
+def decide(
+    event: Event,
+    routes: list[Route],
+    targets: Mapping[str, ConfiguredTarget],
+    templates: Templates,
+    clock: Callable[[], float],
+    original: Event | None = None,
+) -> Decision:
+    view = context(event, original)
+    decision = Decision(status="unmatched")
+    winner: str | None = None
+    for route in routes:
+        if winner is not None:
+            decision.trace.append(
+                {"route": route.name, "matched": False, "reasons": [f"not tried: {winner!r} matched first"]}
+            )
+            continue
+        matched, reasons = route.check(view["event"])
+        step: dict[str, Any] = {"route": route.name, "matched": matched, "reasons": reasons}
+        decision.trace.append(step)
+        if not matched:
+            continue
+        if decision.status == "unmatched":
+            decision.status = "routed"
+        step["actions"] = []
+        for index, action in enumerate(route.actions):
+            step["actions"].append(_plan(event, view, route, index, action, targets, templates, clock, decision))
+        if not route.continue_:
+            winner = route.name
+    if decision.status == "unmatched":
+        decision.trace.append({"result": "no route matched: nothing will be sent"})
+    return decision
+
+
+def _plan(
+    event: Event,
+    view: dict[str, Any],
+    route: Route,
+    index: int,
+    action: Any,
+    targets: Mapping[str, ConfiguredTarget],
+    templates: Templates,
+    clock: Callable[[], float],
+    decision: Decision,
+) -> dict[str, Any]:
+    """Render one action into a delivery, or record why it could not be."""
+    where = f"routes.{route.name}.actions[{index}]"
+    try:
+        target_name = str(templates.render(action.target, view, f"{where}.target"))
+        target = targets.get(target_name)
+        if target is None:
+            raise RenderError(f"{where}.target: no target named {target_name!r}")
+        defaults = target.type.actions.get(action.action)
+        if defaults is None:
+            raise RenderError(f"{where}.action: {target.type.name} has no action {action.action!r}")
+        fields = templates.render({**defaults, **action.fields}, view, where)
+        fields = {k: v for k, v in fields.items() if v not in (None, "")}
+        key = (
+            f"key:{templates.render(action.key, view, f'{where}.key')}"
+            if action.key
+            else f"event:{event.id}:{route.name}:{index}"
+        )
+        order = target.type.order_key(target.settings, action.action, fields)
+    except RenderError as exc:
+        decision.status = "failed"
+        return {"target": action.target, "action": action.action, "error": str(exc)}
+    delivery = NewDelivery(
+        id=str(ULID.from_timestamp(clock())),
+        org=event.org,
+        event_id=event.id,
+        route=route.name,
+        target=target_name,
+        action=action.action,
+        fields=fields,
+        idempotency_key=key,
+        order_key=f"{target_name}:{order}" if order else None,
+        created_at=clock(),
+    )
+    decision.deliveries.append(delivery)
+    return {"target": target_name, "action": action.action, "fields": fields, "key": key, "delivery": delivery.id}

@@ -1,0 +1,165 @@
+"""Action fields and endpoint labels as sandboxed Jinja2 templates.
+
+A value that is exactly one expression (`"{{ event.assignees }}"`) renders to the native
+value (a list stays a list, nothing becomes None); any other template renders to a string.
+Undefined names are errors, so a typo in a route shows up in the decision trace instead of
+paging with an empty summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
+
+
+class RenderError(Exception):
+    """A template failed; the message names the field."""
+
+
+def _lookup(value: Any, table: Mapping[str, Any], default: Any = None) -> Any:
+    """The first of `value` (a string or a list of them) found in `table`; keys compare without case."""
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if item is None:
+            continue
+        key = str(item)
+        if key in table:
+            return table[key]
+        folded = key.casefold()
+        for candidate, result in table.items():
+            if str(candidate).casefold() == folded:
+                return result
+    return default
+
+
+def _details(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event fields worth showing a responder, without the raw payload and empty values."""
+    keep = (
+        "kind",
+        "source",
+        "endpoint",
+        "subject",
+        "priority",
+        "urgency",
+        "severity",
+        "status",
+        "service",
+        "teams",
+        "assignees",
+        "actor",
+        "url",
+        "tags",
+        "labels",
+        "occurred_at",
+        "id",
+    )
+    return {name: event[name] for name in keep if event.get(name) not in (None, "", [], {}, ())}
+
+
+class _Run:
+    """One render: the variables, and the jinja context made from them on first need."""
+
+    __slots__ = ("context", "jinja")
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.context = context
+        self.jinja: Any = None
+
+
+class Templates:
+    """Compiles once (at config load), renders many times."""
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
+        self.env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self.tables = {name: dict(table) for name, table in tables.items()}
+
+        def lookup(value: Any, table: str, default: Any = None) -> Any:
+            if table not in self.tables:
+                raise RenderError(f"no table named {table!r}")
+            return _lookup(value, self.tables[table], default)
+
+        self.env.filters["lookup"] = lookup
+        self.env.filters["details"] = _details
+        self.env.globals["tables"] = self.tables
+        self._cache: dict[str, Any] = {}
+
+    def compile(self, source: str) -> tuple[str, Any]:
+        """Compile and cache; raises RenderError with the syntax problem.
+
+        Returns ("literal", text), or ("expr" | "text", a jinja Template whose root render function
+        is run against a context shared by every template of one render).
+        """
+        compiled = self._cache.get(source)
+        if compiled is None:
+            try:
+                match = _EXPRESSION.match(source)
+                if match and "{{" not in match.group("expr") and "{%" not in source:
+                    # what compile_expression builds, kept as a template so its context can be shared
+                    template = self.env.from_string(f"{{% set result = {match.group('expr')} %}}")
+                    compiled = ("expr", template)
+                elif "{" in source:
+                    compiled = ("text", self.env.from_string(source))
+                else:
+                    compiled = ("literal", source)
+            except TemplateError as exc:
+                raise RenderError(f"template error: {exc}") from None
+            self._cache[source] = compiled
+        return compiled
+
+    def render(self, value: Any, context: Mapping[str, Any], where: str = "") -> Any:
+        """Render strings, and the strings inside lists and mappings, against `context`.
+
+        One jinja context serves every template in `value`: building it is most of the cost.
+        """
+        return self._render(value, _Run(context), where)
+
+    def _render(self, value: Any, run: _Run, where: str) -> Any:
+        if isinstance(value, str):
+            mode, compiled = self.compile(value)
+            if mode == "literal":
+                return compiled
+            if run.jinja is None:
+                run.jinja = compiled.new_context(dict(run.context))
+            ctx = run.jinja
+            try:
+                if mode == "expr":
+                    for _ in compiled.root_render_func(ctx):
+                        pass
+                    result = ctx.vars.pop("result", None)
+                    ctx.exported_vars.discard("result")
+                else:
+                    result = self.env.concat(compiled.root_render_func(ctx))
+            except RenderError as exc:
+                raise RenderError(f"{where}: {exc}") from None
+            except Exception as exc:  # jinja raises many kinds; all mean "this template failed"
+                raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+            if isinstance(result, Undefined):
+                raise RenderError(f"{where}: {value!r} is undefined for this event")
+            return result
+        if isinstance(value, Mapping):
+            return {k: self._render(v, run, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._render(v, run, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    def check(self, value: Any, where: str) -> list[tuple[str, str]]:
+        """Syntax problems in every template inside `value`, as (where, message)."""
+        problems = []
+        if isinstance(value, str):
+            try:
+                self.compile(value)
+            except RenderError as exc:
+                problems.append((where, str(exc)))
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                problems += self.check(v, f"{where}.{k}")
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                problems += self.check(v, f"{where}[{i}]")
+        return problems

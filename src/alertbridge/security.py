@@ -1,0 +1,45 @@
+"""Secret comparison and signatures, in one place so every source uses the constant-time path."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+
+def same_secret(given: str | bytes, expected: str | bytes) -> bool:
+    """Constant-time equality, so response timing does not leak how much of a token matched."""
+    a = given.encode() if isinstance(given, str) else given
+    b = expected.encode() if isinstance(expected, str) else expected
+    return hmac.compare_digest(a, b)
+
+
+def any_secret(given: str | bytes, candidates: Iterable[str | bytes]) -> bool:
+    """True if `given` equals one of `candidates`; every candidate is compared (rotation)."""
+    found = False
+    for candidate in candidates:
+        found |= same_secret(given, candidate)
+    return found
+
+
+def hmac_sha256_hex(key: str | bytes, message: bytes) -> str:
+    k = key.encode() if isinstance(key, str) else key
+    return hmac.new(k, message, hashlib.sha256).hexdigest()
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible tag for a secret, for logs that must tell two secrets apart."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def signing_key(secret: str) -> bytes:
+    """Standard Webhooks keys are `whsec_` + base64; anything else is used as it is."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_") + "==")
+    return secret.encode()
+
+
+def callback_token(secret: str, event_id: str) -> str:
+    """What an agent presents (as a bearer token) to answer about `event_id` later."""
+    return hmac.new(signing_key(secret), f"callback:{event_id}".encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,24 @@
+"""Storage: one interface (`base.Store`), a backend per database."""
+
+from __future__ import annotations
+
+import os
+
+from alertbridge.store.base import Store, StoreUnavailable
+
+__all__ = ["DEFAULT_URL", "Store", "StoreUnavailable", "open_store", "store_url"]
+
+DEFAULT_URL = "sqlite:///./alertbridge.db"
+
+
+def store_url(configured: str | None = None) -> str:
+    """The store URL: the environment's ALERTBRIDGE_STORE, else the config file's, else SQLite here."""
+    return os.environ.get("ALERTBRIDGE_STORE") or configured or DEFAULT_URL
+
+
+def open_store(url: str) -> Store:
+    if url.startswith("sqlite:"):
+        from alertbridge.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db")

@@ -1,0 +1,149 @@
+"""The storage interface. SQLite implements it now; PostgreSQL implements the same contract.
+
+Statuses:
+- event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed`
+- delivery: `pending` → `in_flight` (claimed by a dispatcher until its lease ends) →
+  `delivered` | `pending` again (retry) | `dead` (gave up; `replay` makes it pending)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alertbridge.events import Event
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery the router (or a follow-up) asks for; the store gives it its state."""
+
+    id: str
+    org: str
+    event_id: str
+    route: str
+    target: str
+    action: str
+    fields: dict[str, Any]
+    idempotency_key: str
+    order_key: str | None
+    created_at: float
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take the write now (disk full, database down): ingress answers 503."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event: Event
+    status: str
+    trace: list[dict[str, Any]] | None
+    routed_at: float | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    org: str
+    event_id: str
+    route: str
+    target: str
+    action: str
+    fields: dict[str, Any]
+    idempotency_key: str
+    order_key: str | None
+    status: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    budget_from: float  # when the retry budget (max_age) started: creation, or the last replay
+    updated_at: float
+    last_error: str | None
+    result: dict[str, Any] | None
+    event_received_at: float | None = None
+    claim: str | None = None
+    event: Event | None = None  # loaded with a claim, for targets that send the event itself
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: str
+    number: int
+    started_at: float
+    duration: float
+    outcome: str  # success | retry | permanent
+    status_code: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What an attempt changes on its delivery."""
+
+    status: str  # delivered | pending | dead
+    next_attempt_at: float
+    error: str | None
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event as ingress stored it: `duplicate_of` is the first copy's id on a redelivery."""
+
+    event_id: str
+    duplicate_of: str | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # ingress
+    async def add_events(self, events: Sequence[Event]) -> list[Stored]: ...
+
+    # router
+    async def unrouted_events(self, limit: int) -> list[Event]: ...
+    async def record_decision(
+        self, event_id: str, status: str, trace: list[dict[str, Any]], deliveries: Sequence[NewDelivery], now: float
+    ) -> list[str | None]: ...
+
+    # dispatcher
+    async def release_claims(self) -> int: ...
+    async def claim_deliveries(
+        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+    ) -> list[Delivery]: ...
+    async def defer(self, delivery_id: str, claim: str, until: float) -> None: ...
+    async def record_attempt(
+        self, delivery: Delivery, attempt: Attempt, result: AttemptResult, follow_ups: Sequence[NewDelivery] = ()
+    ) -> None: ...
+    async def next_due(self) -> float | None: ...
+
+    # operators
+    async def list_events(self, limit: int = 50, status: str | None = None) -> list[EventRow]: ...
+    async def get_event(self, event_id: str) -> EventRow | None: ...
+    async def list_deliveries(
+        self, limit: int = 50, status: str | None = None, event_id: str | None = None
+    ) -> list[Delivery]: ...
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+    async def attempts(self, delivery_id: str) -> list[Attempt]: ...
+    async def replay(self, ids: Sequence[str], now: float) -> list[str]: ...
+    async def counts(self) -> dict[str, int]: ...
+
+
+def mark_done(
+    trace: list[dict[str, Any]], deliveries: Sequence[NewDelivery], existing: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    """Point the trace at the earlier delivery where an action's key had been used already."""
+    earlier = {d.id: (first, d.idempotency_key) for d, first in zip(deliveries, existing, strict=True) if first}
+    if not earlier:
+        return trace
+    for step in trace:
+        for action in step.get("actions", []):
+            if action.get("delivery") in earlier:
+                first, key = earlier[action["delivery"]]
+                action["delivery"] = first
+                action["not_sent"] = f"delivery {first} already has the key {key.removeprefix('key:')}"
+    return trace

@@ -1,0 +1,643 @@
+"""The SQLite store: WAL, one writer thread, group commit.
+
+Every write is a job for the single writer thread. The writer takes all the jobs waiting,
+runs each in a savepoint, and commits them together: one disk flush serves every request
+that arrived while the previous flush was under way, so durability does not cost a flush
+per request. `synchronous=FULL` makes a commit survive power loss, not just a crash.
+
+Reads use their own connections (WAL lets them run beside the writer).
+
+SQLite serves one alertbridge process; for several replicas use PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alertbridge import events as ev
+from alertbridge.events import Event
+from alertbridge.store.base import (
+    Attempt,
+    AttemptResult,
+    Delivery,
+    EventRow,
+    NewDelivery,
+    Stored,
+    StoreUnavailable,
+    mark_done,
+)
+
+T = TypeVar("T")
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            org TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            delivery_key TEXT NOT NULL,
+            subject_id TEXT,
+            received_at REAL NOT NULL,
+            status TEXT NOT NULL,
+            data BLOB NOT NULL,
+            trace TEXT,
+            routed_at REAL,
+            UNIQUE (org, endpoint, delivery_key)
+        );
+        CREATE INDEX events_unrouted ON events (seq) WHERE status = 'received';
+        CREATE TABLE deliveries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            org TEXT NOT NULL,
+            event_id TEXT NOT NULL REFERENCES events (id),
+            route TEXT NOT NULL,
+            target TEXT NOT NULL,
+            action TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            order_key TEXT,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            claim TEXT,
+            claimed_until REAL,
+            created_at REAL NOT NULL,
+            budget_from REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            last_error TEXT,
+            result TEXT,
+            UNIQUE (org, idempotency_key)
+        );
+        CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+        CREATE INDEX deliveries_order ON deliveries (order_key, seq) WHERE order_key IS NOT NULL;
+        CREATE INDEX deliveries_event ON deliveries (event_id);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+            number INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            duration REAL NOT NULL,
+            outcome TEXT NOT NULL,
+            status_code INTEGER,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX attempts_delivery ON attempts (delivery_id, number);
+        """,
+    ),
+]
+
+
+def path_of(url: str) -> str:
+    """`sqlite:///./alertbridge.db` → `./alertbridge.db`; `sqlite:////abs/path.db` → `/abs/path.db`."""
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"not a SQLite URL: {url}")
+    rest = url[len("sqlite://") :]
+    return rest[1:] if rest.startswith("/") else rest
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen; returns the version it is at."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max(v for v, _ in MIGRATIONS)
+
+
+@dataclass
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any] | None  # a write of its own, in a savepoint
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    events: list[tuple] | None = None  # or event rows, inserted with every other job's in one statement
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes. Jobs that wait while it flushes share the next commit."""
+
+    MAX_BATCH = 512
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="alertbridge-sqlite-writer", daemon=True)
+        self.path = path
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.commits = 0  # transactions committed; jobs / commits is the group-commit batch size
+        self.jobs_done = 0
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self.path)
+            migrate(conn)
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.jobs.put(None)
+                    break
+                batch.append(more)
+            self._commit(conn, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        self.commits += 1
+        self.jobs_done += len(batch)
+        outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            inserts = [i for i, job in enumerate(batch) if job.events is not None]
+            if inserts:
+                for i, result in zip(
+                    inserts, _savepoint(conn, lambda: _insert_events(conn, batch, inserts)), strict=True
+                ):
+                    outcomes[i] = result
+            for i, job in enumerate(batch):
+                if job.fn is not None:
+                    fn = job.fn
+                    outcomes[i] = _savepoint(conn, lambda fn=fn: [fn(conn)])[0]  # type: ignore[misc]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"the database did not take the write: {exc}")
+            outcomes = [(None, failure)] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per job.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+        for job, (value, error) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, value, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self.jobs.put(_Job(fn, future, loop))
+        return future
+
+    def submit_events(self, rows: list[tuple]) -> asyncio.Future[list[Stored]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Stored]] = loop.create_future()
+        self.jobs.put(_Job(None, future, loop, events=rows))
+        return future
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, value, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[tuple[Any, BaseException | None]]:
+    """Run `work` so that its failure undoes only its own writes; results as (value, error) pairs."""
+    conn.execute("SAVEPOINT job")
+    try:
+        values = work()
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return [(None, exc)]
+    conn.execute("RELEASE job")
+    return [(v, None) for v in values] if isinstance(values, list) else [(values, None)]
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?) ON CONFLICT (org, endpoint, delivery_key) DO NOTHING"
+)
+
+
+def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[int]) -> list[list[Stored]]:
+    """Every waiting request's events in one statement; redeliveries point at the first copy."""
+    first: dict[tuple[str, str, str], str] = {}
+    keys = [(row[1], row[2], row[5]) for i in indexes for row in batch[i].events or []]
+    for org, endpoint, key in set(keys):
+        found = conn.execute(
+            "SELECT id FROM events WHERE org = ? AND endpoint = ? AND delivery_key = ?", (org, endpoint, key)
+        ).fetchone()
+        if found:
+            first[(org, endpoint, key)] = found[0]
+    new_rows = []
+    results: list[list[Stored]] = []
+    for i in indexes:
+        stored = []
+        for row in batch[i].events or []:
+            key = (row[1], row[2], row[5])
+            if key in first:
+                stored.append(Stored(row[0], first[key]))
+            else:
+                first[key] = row[0]
+                new_rows.append(row)
+                stored.append(Stored(row[0], None))
+        results.append(stored)
+    conn.executemany(_INSERT_EVENT, new_rows)
+    return results
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    keys = row.keys()
+    return Delivery(
+        id=row["id"],
+        org=row["org"],
+        event_id=row["event_id"],
+        route=row["route"],
+        target=row["target"],
+        action=row["action"],
+        fields=json.loads(row["fields"]),
+        idempotency_key=row["idempotency_key"],
+        order_key=row["order_key"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        budget_from=row["budget_from"],
+        updated_at=row["updated_at"],
+        last_error=row["last_error"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        event_received_at=row["event_received_at"] if "event_received_at" in keys else None,
+        claim=row["claim"],
+        event=ev.decode(row["event_data"]) if "event_data" in keys else None,
+    )
+
+
+def _event_row(row: sqlite3.Row) -> EventRow:
+    return EventRow(
+        event=ev.decode(row["data"]),
+        status=row["status"],
+        trace=json.loads(row["trace"]) if row["trace"] else None,
+        routed_at=row["routed_at"],
+    )
+
+
+def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> list[str | None]:
+    """Insert new deliveries; for each, None, or the id of the delivery that already has its key."""
+    existing: list[str | None] = []
+    for d in deliveries:
+        cursor = conn.execute(
+            "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
+            " status, attempts, next_attempt_at, created_at, budget_from, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+            " ON CONFLICT (org, idempotency_key) DO NOTHING",
+            (
+                d.id,
+                d.org,
+                d.event_id,
+                d.route,
+                d.target,
+                d.action,
+                json.dumps(d.fields),
+                d.idempotency_key,
+                d.order_key,
+                d.created_at,
+                d.created_at,
+                d.created_at,
+                d.created_at,
+            ),
+        )
+        if cursor.rowcount:
+            existing.append(None)
+        else:
+            row = conn.execute(
+                "SELECT id FROM deliveries WHERE org = ? AND idempotency_key = ?", (d.org, d.idempotency_key)
+            ).fetchone()
+            existing.append(row[0])
+    return existing
+
+
+class SQLiteStore:
+    def __init__(self, url: str) -> None:
+        self.path = path_of(url)
+        self._writer: _Writer | None = None
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertbridge-sqlite-read")
+        self._local = threading.local()
+
+    # ---- lifecycle
+
+    async def open(self) -> None:
+        parent = Path(self.path).parent
+        if not parent.exists():
+            raise StoreUnavailable(f"the directory {parent} does not exist")
+        writer = _Writer(self.path)
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.error is not None:
+            raise StoreUnavailable(f"cannot open {self.path}: {writer.error}")
+        self._writer = writer
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join, 10)
+            self._writer = None
+        self._readers.shutdown(wait=False)
+
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, write jobs done) since open: how well group commit batches."""
+        return (self._writer.commits, self._writer.jobs_done) if self._writer else (0, 0)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise StoreUnavailable("the store is not open")
+        return self._writer.submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = _connect(self.path)
+            return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    # ---- ingress
+
+    async def add_events(self, events: Sequence[Event]) -> list[Stored]:
+        if self._writer is None:
+            raise StoreUnavailable("the store is not open")
+        rows = [
+            (
+                e.id,
+                e.org,
+                e.endpoint,
+                e.source,
+                e.kind,
+                e.delivery_key,
+                e.subject.id if e.subject else None,
+                e.received_at,
+                ev.encode(e),
+            )
+            for e in events
+        ]
+        return await self._writer.submit_events(rows)
+
+    # ---- router
+
+    async def unrouted_events(self, limit: int) -> list[Event]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT data FROM events WHERE status = 'received' ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [ev.decode(row[0]) for row in rows]
+
+    async def record_decision(
+        self, event_id: str, status: str, trace: list[dict[str, Any]], deliveries: Sequence[NewDelivery], now: float
+    ) -> list[str | None]:
+        def write(conn: sqlite3.Connection) -> list[str | None]:
+            existing = _insert_deliveries(conn, deliveries)
+            conn.execute(
+                "UPDATE events SET status = ?, trace = ?, routed_at = ? WHERE id = ? AND status = 'received'",
+                (status, json.dumps(mark_done(trace, deliveries, existing)), now, event_id),
+            )
+            return existing
+
+        return await self._write(write)
+
+    # ---- dispatcher
+
+    async def release_claims(self) -> int:
+        return await self._write(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL"
+                    " WHERE status = 'in_flight'"
+                ).rowcount
+            )
+        )
+
+    async def claim_deliveries(
+        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+    ) -> list[Delivery]:
+        """Due deliveries, at most `capacity[target]` for a rate-limited target, oldest first.
+
+        A delivery waits while an earlier one with the same order key is unfinished, and an
+        in-flight delivery whose lease has run out (its dispatcher died) is due again.
+        """
+
+        def claim(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
+                " JOIN events e ON e.id = d.event_id"
+                " WHERE ((d.status = 'pending' AND d.next_attempt_at <= :now)"
+                "     OR (d.status = 'in_flight' AND d.claimed_until <= :now))"
+                "   AND (d.order_key IS NULL OR NOT EXISTS ("
+                "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key AND p.seq < d.seq"
+                "       AND p.status IN ('pending', 'in_flight')))"
+                " ORDER BY d.next_attempt_at, d.seq LIMIT :scan",
+                {"now": now, "scan": max(limit * 4, 64)},
+            ).fetchall()
+            left = dict(capacity)
+            chosen: list[sqlite3.Row] = []
+            for row in rows:
+                if len(chosen) >= limit:
+                    break
+                target = row["target"]
+                if target in left:
+                    if left[target] <= 0:
+                        continue
+                    left[target] -= 1
+                chosen.append(row)
+            token = uuid.uuid4().hex
+            for row in chosen:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'in_flight', claim = ?, claimed_until = ? WHERE id = ?",
+                    (token, now + lease, row["id"]),
+                )
+            return [Delivery(**{**_delivery(row).__dict__, "status": "in_flight", "claim": token}) for row in chosen]
+
+        return await self._write(claim)
+
+    async def defer(self, delivery_id: str, claim: str, until: float) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL, next_attempt_at = ?"
+                " WHERE id = ? AND claim = ?",
+                (until, delivery_id, claim),
+            )
+        )
+
+    async def record_attempt(
+        self, delivery: Delivery, attempt: Attempt, result: AttemptResult, follow_ups: Sequence[NewDelivery] = ()
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt.delivery_id,
+                    attempt.number,
+                    attempt.started_at,
+                    attempt.duration,
+                    attempt.outcome,
+                    attempt.status_code,
+                    attempt.message,
+                ),
+            )
+            conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " result = COALESCE(?, result), claim = NULL, claimed_until = NULL, updated_at = ?"
+                " WHERE id = ? AND claim = ?",
+                (
+                    result.status,
+                    result.next_attempt_at,
+                    result.error,
+                    json.dumps(result.result) if result.result else None,
+                    attempt.started_at + attempt.duration,
+                    delivery.id,
+                    delivery.claim,
+                ),
+            )
+            _insert_deliveries(conn, follow_ups)
+
+        await self._write(write)
+
+    async def next_due(self) -> float | None:
+        row = await self._read(
+            lambda conn: conn.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'").fetchone()
+        )
+        return row[0] if row else None
+
+    # ---- operators
+
+    async def list_events(self, limit: int = 50, status: str | None = None) -> list[EventRow]:
+        sql = "SELECT data, status, trace, routed_at FROM events"
+        params: list[Any] = []
+        if status:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [_event_row(row) for row in rows]
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT data, status, trace, routed_at FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+        )
+        return _event_row(row) if row else None
+
+    async def list_deliveries(
+        self, limit: int = 50, status: str | None = None, event_id: str | None = None
+    ) -> list[Delivery]:
+        sql = "SELECT * FROM deliveries"
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if event_id:
+            clauses.append("event_id = ?")
+            params.append(event_id)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [_delivery(row) for row in rows]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = await self._read(
+            lambda conn: conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        )
+        return _delivery(row) if row else None
+
+    async def attempts(self, delivery_id: str) -> list[Attempt]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT delivery_id, number, started_at, duration, outcome, status_code, message FROM attempts"
+                " WHERE delivery_id = ? ORDER BY number, id",
+                (delivery_id,),
+            ).fetchall()
+        )
+        return [Attempt(*tuple(row)) for row in rows]
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[str]:
+        """Make deliveries (or every delivery of an event) pending again, due now, with a fresh budget."""
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            done = []
+            for item in ids:
+                rows = conn.execute(
+                    "SELECT id FROM deliveries WHERE (id = ? OR event_id = ?) AND status != 'in_flight'",
+                    (item, item),
+                ).fetchall()
+                for row in rows:
+                    conn.execute(
+                        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                        " budget_from = ?, last_error = NULL, updated_at = ? WHERE id = ?",
+                        (now, now, now, row[0]),
+                    )
+                    done.append(row[0])
+            return done
+
+        return await self._write(write)
+
+    async def counts(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            result = {f"events_{s}": n for s, n in conn.execute("SELECT status, COUNT(*) FROM events GROUP BY 1")}
+            result.update(
+                {f"deliveries_{s}": n for s, n in conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY 1")}
+            )
+            return result
+
+        return await self._read(read)

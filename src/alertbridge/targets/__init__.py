@@ -1,0 +1,83 @@
+"""The registry of target types: adding a destination is adding its module to `_MODULES`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from alertbridge.config import Config, Located, RateLimit, RetryPolicy, TargetConfig, errors_of
+from alertbridge.targets import forward, pagerduty_events, pagerduty_rest
+from alertbridge.targets.base import Outcome, OutgoingRequest, Target
+
+__all__ = ["ConfiguredTarget", "Outcome", "OutgoingRequest", "Target", "configure", "get", "names"]
+
+_MODULES = (pagerduty_events, pagerduty_rest, forward)
+REGISTRY: dict[str, Target] = {module.TARGET.name: module.TARGET for module in _MODULES}
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str) -> Target:
+    return REGISTRY[name]
+
+
+@dataclass(frozen=True)
+class ConfiguredTarget:
+    """A target from the configuration, with its type's settings validated and its policies resolved."""
+
+    config: TargetConfig
+    type: Target
+    settings: Any
+    rate_limit: RateLimit | None
+    retry: RetryPolicy
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def configure(config: Config) -> dict[str, ConfiguredTarget]:
+    """Every configured target by name (the config has been validated already)."""
+    result = {}
+    for target in config.targets:
+        kind = REGISTRY[target.type]
+        rate_limit = target.rate_limit
+        if rate_limit is None and kind.default_rate_limit:
+            rate_limit = RateLimit(limit=kind.default_rate_limit[0], per=kind.default_rate_limit[1])
+        result[target.name] = ConfiguredTarget(
+            config=target,
+            type=kind,
+            settings=kind.settings.model_validate(target.extra),
+            rate_limit=rate_limit,
+            retry=target.retry or config.delivery.retry,
+        )
+    return result
+
+
+def validate_targets(config: Config) -> list[Located]:
+    """Second-pass checks: a known type, its own settings, unique names."""
+    problems: list[Located] = []
+    seen: set[str] = set()
+    for i, target in enumerate(config.targets):
+        loc: tuple = ("targets", i)
+        if target.name in seen:
+            problems.append(((*loc, "name"), f"duplicate target name {target.name!r}"))
+        seen.add(target.name)
+        kind = REGISTRY.get(target.type)
+        if kind is None:
+            problems.append(((*loc, "type"), f"unknown target type {target.type!r}; known: {', '.join(names())}"))
+            continue
+        try:
+            settings = kind.settings.model_validate(target.extra)
+        except ValidationError as exc:
+            problems += errors_of(exc, loc)
+            continue
+        for name in kind.refers_to:
+            other = getattr(settings, name, None)
+            if other and other not in {t.name for t in config.targets}:
+                problems.append(((*loc, name), f"no target named {other!r}"))
+    return problems

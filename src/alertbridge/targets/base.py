@@ -1,0 +1,121 @@
+"""What every target provides. The dispatcher owns the retry loop; a target knows its API.
+
+A target turns a delivery's rendered fields into one HTTP request (`request`), and says
+what the answer means (`classify`): done, worth retrying, or never going to work. Secrets
+live in the target's settings, never in the rendered fields, so the outbox and the
+decision trace hold no secrets.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel
+
+from alertbridge.events import Event
+
+OutcomeKind = Literal["success", "retry", "permanent"]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A further action a success asks for (an agent's answer becomes a note): a delivery of its own."""
+
+    target: str
+    action: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    message: str = ""
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+    result: dict[str, Any] | None = None  # what to remember of a success (an id, a dedup key)
+    follow_ups: tuple[FollowUp, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sending:
+    """What a target may know about the delivery being sent, beyond its fields."""
+
+    delivery_id: str
+    event: Event | None
+    now: float
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    method: str
+    url: str
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None  # exact bytes, when they are signed
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind of destination. Registered in `alertbridge.targets`."""
+
+    name: str
+    settings: type[BaseModel]
+    # action name -> default fields (templates); a route's fields override them.
+    actions: Mapping[str, Mapping[str, Any]]
+    request: Callable[[Any, str, Mapping[str, Any], Sending], OutgoingRequest]
+    classify: Callable[[httpx.Response, Any, Mapping[str, Any], Sending], Outcome]
+    # Deliveries with the same order key are sent one after the other, in the order routed
+    # (a resolve never overtakes its trigger). None: no ordering needed.
+    order_key: Callable[[Any, str, Mapping[str, Any]], str | None] = lambda settings, action, fields: None
+    # (limit, per seconds) the receiver enforces, used when the target config sets none.
+    default_rate_limit: tuple[int, float] | None = None
+    # Settings that name another target (checked at load time), e.g. a forward's `notes_to`.
+    refers_to: tuple[str, ...] = ()
+
+
+def retry_after(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if any."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def classify_http(response: httpx.Response, message: str = "") -> Outcome:
+    """The common reading of an HTTP status: 2xx done; 408, 429, 5xx retry; other 4xx permanent."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome("success", message or f"HTTP {status}")
+    text = message or f"HTTP {status}"
+    if status in (408, 429) or status >= 500:
+        return Outcome("retry", text, retry_after=retry_after(response))
+    return Outcome("permanent", text)
+
+
+def error_text(response: httpx.Response, limit: int = 500) -> str:
+    """The receiver's own words about a failure, short enough to keep on an attempt."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:limit]
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("status", "message", "error") if body.get(k)]
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            parts.append("; ".join(str(e) for e in errors))
+        if parts:
+            return ": ".join(parts)[:limit]
+    return str(body)[:limit]

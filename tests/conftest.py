@@ -1,0 +1,161 @@
+"""Test harness: the real alertbridge server in a subprocess, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Server:
+    """One alertbridge process: `serve` with a config file and a SQLite store in a temp dir."""
+
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = f"sqlite:///{workdir / 'alertbridge.db'}"
+        self.env = {**os.environ, **env, "ALERTBRIDGE_STORE": self.store, "PYTHONUNBUFFERED": "1"}
+        self.log_path = workdir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alertbridge",
+                "serve",
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_until(self._ready, 20, f"alertbridge to be ready (log: {self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"alertbridge exited with {self.process.returncode}:\n{self.logs()}")
+        try:
+            return self.client.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine or container dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def post(self, path: str, body: Any = None, *, content: bytes | None = None, **kwargs: Any) -> httpx.Response:
+        if content is None and body is not None:
+            content = json.dumps(body).encode()
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        return self.client.post(path, content=content, headers=headers, **kwargs)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "alertbridge", *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"alertbridge {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def events(self, status: str | None = None) -> list[dict[str, Any]]:
+        return self.cli_json("events", "list", *(["--status", status] if status else []))
+
+    def deliveries(self, status: str | None = None) -> list[dict[str, Any]]:
+        return self.cli_json("deliveries", "list", *(["--status", status] if status else []))
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.client.get("/metrics").text
+        for line in text.splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()) and head.split("{")[0] == name:
+                return float(value)
+        return 0.0
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def make(config: str | Path, env: dict[str, str] | None = None, start: bool = True) -> Server:
+        if isinstance(config, str):
+            path = tmp_path / "alertbridge.yaml"
+            path.write_text(config)
+        else:
+            path = config
+        server = Server(tmp_path, path, env or {})
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        server.stop()

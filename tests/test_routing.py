@@ -1,0 +1,166 @@
+"""Routes, matchers and templates: the decision for one event, and its trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alertbridge import targets
+from alertbridge.config import Config
+from alertbridge.events import Event, Subject
+from alertbridge.routing import compile_rules
+from alertbridge.routing.decide import decide
+from alertbridge.routing.routes import condition
+from alertbridge.routing.templates import RenderError, Templates
+
+
+def event(**fields: Any) -> Event:
+    base: dict[str, Any] = {
+        "id": "01HX",
+        "org": "default",
+        "endpoint": "e",
+        "source": "thena",
+        "kind": "ticket.created",
+        "received_at": 0.0,
+        "delivery_key": "d",
+    }
+    return Event(**{**base, **fields})
+
+
+def view(e: Event) -> dict[str, Any]:
+    from alertbridge.events import to_dict
+
+    return to_dict(e)
+
+
+@pytest.mark.parametrize(
+    ("path", "spec", "fields", "expected"),
+    [
+        ("kind", "ticket.created", {}, True),
+        ("kind", "TICKET.CREATED", {}, True),
+        ("kind", ["ticket.updated", "ticket.created"], {}, True),
+        ("kind", {"not_one_of": ["ticket.created"]}, {}, False),
+        ("kind", {"not_equals": "x"}, {}, True),
+        ("title", {"regex": "(?i)disk"}, {"title": "DISK full"}, True),
+        ("title", {"regex": "disk"}, {}, False),
+        ("priority", {"at_least": "P2"}, {"priority": "P1"}, True),
+        ("priority", {"at_least": "P2"}, {"priority": "P3"}, False),
+        ("priority", {"at_most": "P3"}, {"priority": "P4"}, True),
+        ("priority", {"at_least": "P2"}, {}, False),
+        ("urgency", {"at_least": "high"}, {"urgency": "low"}, False),
+        ("severity", {"at_least": "error"}, {"severity": "critical"}, True),
+        ("assignees", "b@x.io", {"assignees": ("a@x.io", "B@X.io")}, True),
+        ("assignees", {"exists": True}, {}, False),
+        ("assignees", {"exists": False}, {}, True),
+        ("labels.group", "A", {"labels": {"group": "A"}}, True),
+        ("subject.id", "T1", {"subject": Subject("thena", "ticket", "T1")}, True),
+        ("identifiers.github_repo", {"exists": True}, {}, False),
+    ],
+)
+def test_conditions(path: str, spec: Any, fields: dict[str, Any], expected: bool) -> None:
+    ok, reason = condition(path, spec).check(view(event(**fields)))
+    assert ok is expected, reason
+    assert path in reason
+
+
+@pytest.mark.parametrize(
+    "spec", [{"at_least": "P9"}, {"regex": "("}, {"frobnicate": 1}, {"one_of": "x"}, {"equals": 1, "regex": "x"}]
+)
+def test_bad_conditions_are_refused(spec: Any) -> None:
+    with pytest.raises(ValueError):
+        condition("kind", spec)
+
+
+CONFIG = {
+    "tables": {"owners": {"Alice@X.io": "A", "bob@x.io": "B"}, "target_of": {"A": "pd-a", "B": "pd-b"}},
+    "targets": [
+        {"name": "pd-a", "type": "pagerduty_events", "routing_key": "ka"},
+        {"name": "pd-b", "type": "pagerduty_events", "routing_key": "kb"},
+    ],
+    "routes": [
+        {
+            "name": "only-urgent",
+            "match": {"priority": {"at_least": "P1"}},
+            "actions": [{"target": "pd-a", "action": "trigger", "summary": "URGENT {{ event.title }}"}],
+            "continue": True,
+        },
+        {
+            "name": "by-owner",
+            "match": {"kind": "ticket.created", "assignees": {"exists": True}},
+            "actions": [
+                {
+                    "target": "{{ tables.target_of[event.assignees | lookup('owners')] }}",
+                    "action": "trigger",
+                    "key": "once-{{ event.subject.id }}",
+                }
+            ],
+        },
+        {"name": "fallback", "match": {}, "actions": [{"target": "pd-b", "action": "trigger"}]},
+    ],
+}
+
+
+def run(e: Event) -> Any:
+    config = Config.model_validate(CONFIG)
+    rules = compile_rules(config)
+    return decide(e, rules.routes, targets.configure(config), rules.templates, clock=lambda: 1.0)
+
+
+def test_first_match_wins_and_continue_goes_on() -> None:
+    decision = run(
+        event(
+            priority="P1",
+            title="db down",
+            assignees=("alice@x.io",),
+            subject=Subject("thena", "ticket", "T1"),
+            dedup_key="thena-ticket-T1",
+        )
+    )
+    assert decision.status == "routed"
+    assert [d.route for d in decision.deliveries] == ["only-urgent", "by-owner"]
+    urgent, owner = decision.deliveries
+    assert urgent.target == "pd-a" and urgent.fields["summary"] == "URGENT db down"
+    assert owner.target == "pd-a"  # Alice@X.io in the table, alice@x.io in the event
+    assert owner.idempotency_key == "key:once-T1"
+    assert owner.order_key == "pd-a:dedup:thena-ticket-T1"
+    fallback = decision.trace[2]
+    assert fallback["route"] == "fallback" and not fallback["matched"]
+    assert "by-owner" in fallback["reasons"][0]
+
+
+def test_trace_says_why_a_route_did_not_match() -> None:
+    decision = run(event(kind="ticket.updated", priority="P3"))
+    first, second, third = decision.trace
+    assert not first["matched"] and "priority 'P3' NOT ≥ 'P1'" in first["reasons"][0]
+    assert not second["matched"] and any("kind 'ticket.updated' NOT = 'ticket.created'" in r for r in second["reasons"])
+    assert third["matched"]
+    assert decision.deliveries[0].target == "pd-b"
+    # the defaults of the trigger action were rendered from the event
+    fields = decision.deliveries[0].fields
+    assert fields["severity"] == "error" and fields["summary"] == "ticket.updated" and fields["source"] == "thena"
+
+
+def test_a_failing_template_is_in_the_trace_not_an_exception() -> None:
+    decision = run(event(assignees=("nobody@x.io",), subject=Subject("thena", "ticket", "T1")))
+    step = decision.trace[1]
+    assert step["matched"]
+    assert "error" in step["actions"][0]
+    assert decision.status == "failed"
+
+
+def test_single_expressions_keep_their_type() -> None:
+    templates = Templates({"t": {"a": 1}})
+    context = {"event": {"assignees": ["x", "y"], "title": None}, "labels": {}}
+    assert templates.render("{{ event.assignees }}", context) == ["x", "y"]
+    assert templates.render("{{ event.title }}", context) is None
+    assert templates.render("n={{ event.assignees | length }}", context) == "n=2"
+    assert templates.render("{{ 'A' | lookup('t') }}", context) == 1
+    with pytest.raises(RenderError):
+        templates.render("{{ event.nope }}", context, "summary")
+
+
+def test_the_sandbox_refuses_unsafe_access() -> None:
+    templates = Templates({})
+    with pytest.raises(RenderError):
+        templates.render("{{ ''.__class__.__mro__[1].__subclasses__() }}", {"event": {}, "labels": {}})

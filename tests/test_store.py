@@ -1,0 +1,153 @@
+"""The SQLite store on a real file: idempotency, group commit, claims, ordering, leases, replay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from alertbridge.events import Event
+from alertbridge.store.base import Attempt, AttemptResult, NewDelivery
+from alertbridge.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SQLiteStore(f"sqlite:///{tmp_path / 'test.db'}")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def event(n: int, key: str | None = None) -> Event:
+    return Event(
+        id=f"EV{n:024d}",
+        org="default",
+        endpoint="e",
+        source="thena",
+        kind="ticket.created",
+        received_at=float(n),
+        delivery_key=key or f"d{n}",
+    )
+
+
+def delivery(
+    n: int, event_id: str, *, target: str = "t", order: str | None = None, key: str | None = None, at: float = 0.0
+) -> NewDelivery:
+    return NewDelivery(
+        id=f"DL{n:024d}",
+        org="default",
+        event_id=event_id,
+        route="r",
+        target=target,
+        action="trigger",
+        fields={"n": n},
+        idempotency_key=key or f"k{n}",
+        order_key=order,
+        created_at=at,
+    )
+
+
+async def test_events_are_idempotent_on_their_delivery_key(store: SQLiteStore) -> None:
+    first = await store.add_events([event(1, "same")])
+    again = await store.add_events([event(2, "same")])
+    assert first[0].duplicate_of is None
+    assert again[0].duplicate_of == event(1).id
+    assert [e.id for e in await store.unrouted_events(10)] == [event(1).id]
+
+
+async def test_concurrent_writes_share_commits(store: SQLiteStore) -> None:
+    commits_before, _ = store.commit_stats()
+    results = await asyncio.gather(*(store.add_events([event(i)]) for i in range(300)))
+    assert all(r[0].duplicate_of is None for r in results)
+    commits, jobs = store.commit_stats()
+    assert jobs >= 300
+    assert commits - commits_before < 150  # group commit: many requests per disk flush
+    assert len(await store.unrouted_events(1000)) == 300
+
+
+async def test_delivery_keys_are_unique_and_routing_twice_adds_nothing(store: SQLiteStore) -> None:
+    await store.add_events([event(1), event(2)])
+    assert await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id, key="once")], 0) == [None]
+    trace = [{"route": "r", "actions": [{"delivery": delivery(2, event(2).id).id}]}]
+    existing = await store.record_decision(event(2).id, "routed", trace, [delivery(2, event(2).id, key="once")], 0)
+    assert existing == [delivery(1, event(1).id).id]
+    shown = await store.get_event(event(2).id)
+    assert shown is not None and shown.trace is not None
+    assert "already has the key once" in shown.trace[0]["actions"][0]["not_sent"]
+    assert len(await store.list_deliveries()) == 1
+
+
+async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(store: SQLiteStore) -> None:
+    await store.add_events([event(1)])
+    first, second = delivery(1, event(1).id, order="t:x", key="a"), delivery(2, event(1).id, order="t:x", key="b")
+    other = delivery(3, event(1).id, order="t:y", key="c")
+    await store.record_decision(event(1).id, "routed", [], [first, second, other], 0)
+    claimed = await store.claim_deliveries(now=1, lease=1000, limit=10, capacity={})
+    assert {d.id for d in claimed} == {first.id, other.id}
+    one = next(d for d in claimed if d.id == first.id)
+    await store.record_attempt(
+        one, Attempt(one.id, 1, 1, 0.1, "retry", 503, "down"), AttemptResult("pending", 100, "down")
+    )
+    assert await store.claim_deliveries(now=2, lease=1000, limit=10, capacity={}) == []  # still held
+    (again,) = await store.claim_deliveries(now=100, lease=1000, limit=10, capacity={})
+    assert again.id == first.id and again.attempts == 1
+    await store.record_attempt(
+        again, Attempt(again.id, 2, 100, 0.1, "success", 202, "ok"), AttemptResult("delivered", 100, None)
+    )
+    (last,) = await store.claim_deliveries(now=100, lease=1000, limit=10, capacity={})
+    assert last.id == second.id
+
+
+async def test_capacity_and_leases(store: SQLiteStore) -> None:
+    await store.add_events([event(1)])
+    await store.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(5)], 0)
+    claimed = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={"t": 2})
+    assert len(claimed) == 2
+    assert len(await store.claim_deliveries(now=2, lease=10, limit=10, capacity={"t": 0})) == 0
+    # A dispatcher that died leaves its claims; they are due again when the lease runs out.
+    rest = await store.claim_deliveries(now=2, lease=10, limit=10, capacity={})
+    assert len(rest) == 3
+    assert len(await store.claim_deliveries(now=12, lease=10, limit=10, capacity={})) == 5
+    # An attempt recorded by a dispatcher whose claim was taken over does not overwrite the new owner's state.
+    stale = claimed[0]
+    await store.record_attempt(
+        stale, Attempt(stale.id, 1, 12, 0.1, "success", 202, "late"), AttemptResult("delivered", 12, None)
+    )
+    current = await store.get_delivery(stale.id)
+    assert current is not None and current.status == "in_flight"
+
+
+async def test_replay_makes_dead_deliveries_due_with_a_fresh_budget(store: SQLiteStore) -> None:
+    await store.add_events([event(1)])
+    await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+    (d,) = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={})
+    await store.record_attempt(d, Attempt(d.id, 1, 1, 0.1, "permanent", 400, "bad"), AttemptResult("dead", 1, "bad"))
+    assert await store.replay([event(1).id], now=50) == [d.id]
+    replayed = await store.get_delivery(d.id)
+    assert replayed is not None
+    assert (replayed.status, replayed.attempts, replayed.budget_from, replayed.last_error) == ("pending", 0, 50, None)
+    assert len(await store.attempts(d.id)) == 1  # history is kept
+
+
+async def test_a_restart_releases_claims_left_in_flight(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = SQLiteStore(url)
+    await first.open()
+    await first.add_events([event(1)])
+    await first.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+    assert len(await first.claim_deliveries(now=1, lease=3600, limit=10, capacity={})) == 1
+    await first.close()
+    second = SQLiteStore(url)
+    await second.open()
+    assert await second.release_claims() == 1
+    assert len(await second.claim_deliveries(now=2, lease=60, limit=10, capacity={})) == 1
+    await second.close()
