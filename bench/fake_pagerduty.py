@@ -30,6 +30,11 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         body, status = b"{}", 200
     else:
         body, status = json.dumps(RECEIVED).encode(), 200
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -15,9 +15,22 @@ import uuid
 
 
 def body(ticket: str) -> bytes:
-    return json.dumps({"message": {"eventId": f"ev-{ticket}", "eventType": "ticket:created", "payload": {"ticket": {
-        "id": ticket, "title": f"Ticket {ticket}", "priorityName": "High",
-        "assignedTo": [{"email": "bedourelborai@luciq.ai"}]}}}}).encode()
+    return json.dumps(
+        {
+            "message": {
+                "eventId": f"ev-{ticket}",
+                "eventType": "ticket:created",
+                "payload": {
+                    "ticket": {
+                        "id": ticket,
+                        "title": f"Ticket {ticket}",
+                        "priorityName": "High",
+                        "assignedTo": [{"email": "bedourelborai@luciq.ai"}],
+                    }
+                },
+            }
+        }
+    ).encode()
 
 
 class Connection:
@@ -32,7 +45,8 @@ class Connection:
         assert self.reader is not None
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
         )
         status_line = await self.reader.readline()
         length = 0
@@ -53,8 +67,14 @@ def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, fl
     def pct(p: float) -> float:
         return latencies[min(n - 1, int(n * p))] * 1000 if n else float("nan")
 
-    return {"requests": n, "rate": n / elapsed, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "max_ms": latencies[-1] * 1000 if n else float("nan"), "errors": errors}
+    return {
+        "requests": n,
+        "rate": n / elapsed,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] * 1000 if n else float("nan"),
+        "errors": errors,
+    }
 
 
 async def closed(host: str, port: int, path: str, connections: int, duration: float) -> dict[str, float]:

@@ -12,8 +12,12 @@ PD_EVENTS_URL = os.environ["PD_EVENTS_URL"]
 WEBHOOK_TOKEN = os.environ["WEBHOOK_TOKEN"]
 DEFAULT_SERVICE_GROUP = os.environ.get("DEFAULT_SERVICE_GROUP", "A")
 ASSIGNEE_TO_SERVICE_GROUP = {
-    "hossamhafez@luciq.ai": "A", "mahmoudelfiqi@luciq.ai": "A", "ibrahimsalem@luciq.ai": "A",
-    "bedourelborai@luciq.ai": "B", "omarabdelsattar@luciq.ai": "B", "mirettewagdy@luciq.ai": "B",
+    "hossamhafez@luciq.ai": "A",
+    "mahmoudelfiqi@luciq.ai": "A",
+    "ibrahimsalem@luciq.ai": "A",
+    "bedourelborai@luciq.ai": "B",
+    "omarabdelsattar@luciq.ai": "B",
+    "mirettewagdy@luciq.ai": "B",
 }
 SERVICE_GROUP_TO_ROUTING_KEY = {"A": os.environ["PD_ROUTING_KEY_A"], "B": os.environ["PD_ROUTING_KEY_B"]}
 TICKETS_TRIGGERED: set[str] = set()
@@ -37,11 +41,20 @@ async def events(request: Request) -> JSONResponse:
     group = ASSIGNEE_TO_SERVICE_GROUP.get(assignee_email(ticket.get("assignedTo")) or "", DEFAULT_SERVICE_GROUP)
     if ticket.get("id") not in TICKETS_TRIGGERED:
         TICKETS_TRIGGERED.add(ticket.get("id"))
-        await client.post(PD_EVENTS_URL, json={
-            "routing_key": SERVICE_GROUP_TO_ROUTING_KEY[group], "event_action": "trigger",
-            "dedup_key": f"thena-ticket-{ticket.get('id')}",
-            "payload": {"summary": ticket.get("title", "Thena ticket"), "source": "thena", "severity": "error",
-                        "custom_details": ticket}})
+        await client.post(
+            PD_EVENTS_URL,
+            json={
+                "routing_key": SERVICE_GROUP_TO_ROUTING_KEY[group],
+                "event_action": "trigger",
+                "dedup_key": f"thena-ticket-{ticket.get('id')}",
+                "payload": {
+                    "summary": ticket.get("title", "Thena ticket"),
+                    "source": "thena",
+                    "severity": "error",
+                    "custom_details": ticket,
+                },
+            },
+        )
     return JSONResponse({"ok": True, "serviceGroup": group})
 
 
