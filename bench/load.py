@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
+import os
 import time
 import uuid
 
@@ -33,21 +36,66 @@ def body(ticket: str) -> bytes:
     ).encode()
 
 
+def pagerduty_body(ticket: str) -> bytes:
+    """A Generic Webhooks V3 incident.triggered event, as PagerDuty sends it."""
+    incident = {
+        "id": f"Q{ticket}",
+        "type": "incident",
+        "number": 1,
+        "title": f"Incident {ticket}",
+        "status": "triggered",
+        "urgency": "high",
+        "incident_key": f"key-{ticket}",
+        "html_url": f"https://example.pagerduty.com/incidents/Q{ticket}",
+        "service": {"id": "PSVC1", "type": "service_reference", "summary": "production-api"},
+        "assignees": [{"id": "PUSER1", "type": "user_reference"}],
+        "teams": [{"id": "PTEAM1", "type": "team_reference"}],
+        "priority": {"id": "PPRI1", "type": "priority_reference", "summary": "P1"},
+    }
+    event = {
+        "id": f"E{ticket}",
+        "event_type": "incident.triggered",
+        "resource_type": "incident",
+        "occurred_at": "2026-11-24T12:00:00.000Z",
+        "agent": {"id": "PUSER1", "type": "user_reference"},
+        "data": incident,
+    }
+    return json.dumps({"event": event}).encode()
+
+
+def pagerduty_headers(payload: bytes, ticket: str) -> str:
+    secret = os.environ.get("PD_SECRET", "").encode()
+    signature = hmac.new(secret, payload, hashlib.sha256).hexdigest()
+    return f"X-PagerDuty-Signature: v1={signature}\r\nX-Webhook-Id: wh-{ticket}\r\n"
+
+
+KIND = "thena"
+
+
+def request(path: str, ticket: str) -> bytes:
+    if KIND == "pagerduty":
+        payload = pagerduty_body(ticket)
+        extra = pagerduty_headers(payload, ticket)
+    else:
+        payload, extra = body(ticket), ""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, payload: bytes) -> int:
+    async def post(self, raw: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
+        self.writer.write(raw)
         status_line = await self.reader.readline()
         length = 0
         while True:
@@ -89,10 +137,10 @@ async def closed(host: str, port: int, path: str, connections: int, duration: fl
         conn = Connection(host, port)
         while time.perf_counter() < deadline:
             counter += 1
-            payload = body(f"{prefix}-{counter}")
+            raw = request(path, f"{prefix}-{counter}")
             started = time.perf_counter()
             try:
-                status = await conn.post(path, payload)
+                status = await conn.post(raw)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
                 conn = Connection(host, port)
@@ -119,7 +167,7 @@ async def open_loop(host: str, port: int, path: str, rate: float, duration: floa
         while (item := await queue.get()) is not None:
             ticket, scheduled = item
             try:
-                status = await conn.post(path, body(ticket))
+                status = await conn.post(request(path, ticket))
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
                 conn = Connection(host, port)
@@ -154,7 +202,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--kind", choices=["thena", "pagerduty"], default="thena")
     args = parser.parse_args()
+    global KIND
+    KIND = args.kind
     try:
         import uvloop
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,7 +18,8 @@ from starlette.routing import Route
 from alertbridge import logs, sources
 from alertbridge import targets as target_types
 from alertbridge.config import Config
-from alertbridge.delivery.dispatcher import Dispatcher, default_client
+from alertbridge.delivery.dispatcher import Dispatcher, default_transport
+from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
 from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
@@ -37,7 +37,7 @@ class Services:
 
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
-    client_factory: Callable[[ConfiguredTarget], httpx.AsyncClient] = default_client
+    transport_factory: Callable[[ConfiguredTarget], Transport] = default_transport
 
 
 def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, Endpoint]:
@@ -68,7 +68,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         metrics,
         clock=services.clock,
         rng=services.rng,
-        client_factory=services.client_factory,
+        transport_factory=services.transport_factory,
     )
     router = Router(store, rules, targets, metrics, on_deliveries=dispatcher.wake, clock=services.clock)
     tasks: list[asyncio.Task[None]] = []

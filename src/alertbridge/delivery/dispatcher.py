@@ -13,13 +13,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-import httpx
 from ulid import ULID
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
+from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
 from alertbridge.metrics import Metrics
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
 from alertbridge.targets import ConfiguredTarget, Outcome
@@ -30,14 +30,8 @@ log = logs.get("alertbridge.dispatcher")
 IDLE_POLL = 0.5  # seconds between looks at the store when nothing wakes us (retries, replays, other processes)
 
 
-def default_client(target: ConfiguredTarget) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(target.config.timeout),
-        # httpcore checks every pooled connection on every request: a small pool keeps that cheap.
-        limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-        headers={"User-Agent": "alertbridge"},
-        follow_redirects=False,
-    )
+def default_transport(target: ConfiguredTarget) -> Transport:
+    return AiohttpTransport(target.config.timeout)
 
 
 class Dispatcher:
@@ -50,7 +44,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        client_factory: Callable[[ConfiguredTarget], httpx.AsyncClient] = default_client,
+        transport_factory: Callable[[ConfiguredTarget], Transport] = default_transport,
     ) -> None:
         self.store = store
         self.targets = targets
@@ -58,7 +52,7 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng or random.Random()
-        self.clients = {name: client_factory(target) for name, target in targets.items()}
+        self.transports = {name: transport_factory(target) for name, target in targets.items()}
         self.windows = {
             name: SlidingWindow(t.rate_limit.limit, t.rate_limit.per) for name, t in targets.items() if t.rate_limit
         }
@@ -212,24 +206,17 @@ class Dispatcher:
             request = target.type.request(target.settings, delivery.action, delivery.fields, sending)
         except Exception as exc:
             return Outcome("permanent", f"cannot build the request: {type(exc).__name__}: {exc}"), None
-        client = self.clients[target.name]
         try:
-            response = await client.request(
-                request.method,
-                request.url,
-                json=request.json if request.content is None else None,
-                content=request.content,
-                headers=dict(request.headers),
-            )
-        except httpx.TimeoutException:
-            return Outcome("retry", f"no answer within {target.config.timeout:g} s"), None
-        except httpx.TransportError as exc:
-            return Outcome("retry", f"could not reach {target.name}: {type(exc).__name__}"), None
+            response = await self.transports[target.name].send(request)
+        except Timeout as exc:
+            return Outcome("retry", str(exc)), None
+        except TransportError as exc:
+            return Outcome("retry", f"could not reach {target.name}: {exc}"), None
         return target.type.classify(response, target.settings, delivery.fields, sending), response.status_code
 
     async def close(self) -> None:
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
-        for client in self.clients.values():
-            await client.aclose()
+        for transport in self.transports.values():
+            await transport.close()

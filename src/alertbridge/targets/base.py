@@ -9,12 +9,12 @@ decision trace hold no secrets.
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel
 
 from alertbridge.events import Event
@@ -59,6 +59,27 @@ class OutgoingRequest:
 
 
 @dataclass(frozen=True)
+class Response:
+    """A receiver's answer, read in full; what `classify` looks at, whatever client fetched it."""
+
+    status_code: int
+    headers: Mapping[str, str]  # names in lower case
+    content: bytes = b""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.content)
+
+
+@dataclass(frozen=True)
 class Target:
     """One kind of destination. Registered in `alertbridge.targets`."""
 
@@ -67,7 +88,7 @@ class Target:
     # action name -> default fields (templates); a route's fields override them.
     actions: Mapping[str, Mapping[str, Any]]
     request: Callable[[Any, str, Mapping[str, Any], Sending], OutgoingRequest]
-    classify: Callable[[httpx.Response, Any, Mapping[str, Any], Sending], Outcome]
+    classify: Callable[[Response, Any, Mapping[str, Any], Sending], Outcome]
     # Deliveries with the same order key are sent one after the other, in the order routed
     # (a resolve never overtakes its trigger). None: no ordering needed.
     order_key: Callable[[Any, str, Mapping[str, Any]], str | None] = lambda settings, action, fields: None
@@ -77,7 +98,7 @@ class Target:
     refers_to: tuple[str, ...] = ()
 
 
-def retry_after(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+def retry_after(response: Response, now: Callable[[], float] = time.time) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if any."""
     value = response.headers.get("retry-after")
     if not value:
@@ -94,7 +115,7 @@ def retry_after(response: httpx.Response, now: Callable[[], float] = time.time) 
     return max(0.0, when.timestamp() - now())
 
 
-def classify_http(response: httpx.Response, message: str = "") -> Outcome:
+def classify_http(response: Response, message: str = "") -> Outcome:
     """The common reading of an HTTP status: 2xx done; 408, 429, 5xx retry; other 4xx permanent."""
     status = response.status_code
     if 200 <= status < 300:
@@ -105,7 +126,7 @@ def classify_http(response: httpx.Response, message: str = "") -> Outcome:
     return Outcome("permanent", text)
 
 
-def error_text(response: httpx.Response, limit: int = 500) -> str:
+def error_text(response: Response, limit: int = 500) -> str:
     """The receiver's own words about a failure, short enough to keep on an attempt."""
     try:
         body = response.json()

@@ -29,13 +29,21 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import httpx
 import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Event, to_dict
 from alertbridge.security import callback_token, signing_key
-from alertbridge.targets.base import FollowUp, Outcome, OutgoingRequest, Sending, Target, classify_http, error_text
+from alertbridge.targets.base import (
+    FollowUp,
+    Outcome,
+    OutgoingRequest,
+    Response,
+    Sending,
+    Target,
+    classify_http,
+    error_text,
+)
 
 
 class Settings(BaseModel):
@@ -99,7 +107,7 @@ def request(settings: Settings, action: str, fields: Mapping[str, Any], sending:
     return OutgoingRequest("POST", settings.url, headers=headers, content=body)
 
 
-def classify(response: httpx.Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
+def classify(response: Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
     if not response.is_success:
         return classify_http(response, error_text(response))
     try:

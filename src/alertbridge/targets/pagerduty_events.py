@@ -25,10 +25,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from alertbridge.targets.base import Outcome, OutgoingRequest, Sending, Target, classify_http, error_text
+from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http, error_text
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_LIMIT = 1024
@@ -89,7 +88,7 @@ def request(settings: Settings, action: str, fields: Mapping[str, Any], sending:
     return OutgoingRequest("POST", settings.url, json=body)
 
 
-def classify(response: httpx.Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
+def classify(response: Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
     outcome = classify_http(response, "" if response.is_success else error_text(response))
     if outcome.kind == "success":
         try:

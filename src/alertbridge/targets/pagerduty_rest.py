@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from alertbridge.targets.base import Outcome, OutgoingRequest, Sending, Target, classify_http
+from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http
 
 DEFAULT_URL = "https://api.pagerduty.com"
 ACCEPT = "application/vnd.pagerduty+json;version=2"
@@ -128,7 +127,7 @@ def request(settings: Settings, action: str, fields: Mapping[str, Any], sending:
     return OutgoingRequest("PUT", path, json={"incident": update}, headers=headers)
 
 
-def _error(response: httpx.Response) -> str:
+def _error(response: Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -144,7 +143,7 @@ def _error(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {str(body)[:300]}"
 
 
-def classify(response: httpx.Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
+def classify(response: Response, settings: Settings, fields: Mapping[str, Any], sending: Sending) -> Outcome:
     if response.is_success:
         try:
             body = response.json()

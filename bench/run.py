@@ -1,0 +1,246 @@
+"""Runs every benchmark side by side in one go and prints (and writes) a results table.
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 32] [--rate 1000]
+
+Each server runs as its own process on the same uvicorn/uvloop/httptools stack; the load
+generator (bench/load.py) runs in another process. Figures are only compared within one run:
+the ratio to the hello-world ceiling is the number that travels between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
+TOKEN = "bench-token"
+ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3"]
+PD_SECRET = "bench-pagerduty-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, path: str = "/", timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int, env: dict[str, str] | None = None, ready: str = "/") -> Iterator[int]:
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        try:
+            wait_ready(port, ready)
+        except RuntimeError:
+            proc.kill()
+            raise RuntimeError(f"{' '.join(args)} did not start:\n{proc.communicate()[1].decode()}") from None
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def uvicorn(app: str, port: int, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[int]:
+    args = [PYTHON, "-m", "uvicorn", app, "--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    return process([*args, "--no-access-log", "--log-level", "warning"], port, env)
+
+
+def alertbridge(config: Path, port: int, env: dict[str, str], workdir: Path) -> contextlib.AbstractContextManager[int]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**env, "ALERTBRIDGE_STORE": f"sqlite:///{workdir / 'bench.db'}"}
+    args = [ALERTBRIDGE, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    return process([*args, "--log-level", "warning"], port, env, ready="/healthz")
+
+
+def load(mode: str, port: int, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
+    cmd = [PYTHON, str(ROOT / "bench" / "load.py"), mode, "--port", str(port), "--path", path, "--kind", kind]
+    cmd += ["--connections", str(args.connections), "--duration", str(args.duration), "--rate", str(args.rate)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PD_SECRET": PD_SECRET})
+    return dict(json.loads(out.stdout))
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process and its children, in MB."""
+    current = peak = 0.0
+    for p in [pid, *children(pid)]:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{p}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            current += int(fields["VmRSS"].split()[0]) / 1024
+            peak += int(fields["VmHWM"].split()[0]) / 1024
+    return current, peak
+
+
+def children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(c) for c in found]
+    return []
+
+
+def fetch_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def config_file(workdir: Path, example: str, paused: bool) -> Path:
+    """The example as shipped, but for PagerDuty's pacing of 120 events a minute per routing key, which a
+    fake PagerDuty does not need: with it, a 1,000/s storm is paced (as tests/test_delivery.py proves)."""
+    text = (ROOT / "examples" / example).read_text()
+    text = text.replace("type: pagerduty_events", "type: pagerduty_events\n    rate_limit: {limit: 1000000, per: 1}")
+    if paused:
+        text += "\ndelivery:\n  paused: true\n"
+    path = workdir / f"{Path(example).stem}{'-paused' if paused else ''}.yaml"
+    path.write_text(text)
+    return path
+
+
+def e2e(sent: dict[str, float], received: dict[str, float]) -> dict[str, float]:
+    latencies = sorted(received[k] - t for k, t in sent.items() if k in received)
+    n = len(latencies)
+    if not n:
+        return {"delivered": 0, "sent": len(sent)}
+    return {
+        "sent": len(sent),
+        "delivered": n,
+        "p50_ms": latencies[n // 2] * 1000,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000,
+        "max_ms": latencies[-1] * 1000,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="alertbridge-bench-"))
+    pd_port = free_port()
+    env = {
+        "PD_EVENTS_URL": f"http://127.0.0.1:{pd_port}/v2/enqueue",
+        "PD_ROUTING_KEY_A": "a" * 32,
+        "PD_ROUTING_KEY_B": "b" * 32,
+        "WEBHOOK_TOKEN": TOKEN,
+        "DEFAULT_SERVICE_GROUP": "A",
+        "PAGERDUTY_WEBHOOK_SECRET": PD_SECRET,
+        "PAGERDUTY_API_TOKEN": "bench-api-token",
+        "PAGERDUTY_API_URL": f"http://127.0.0.1:{pd_port}",
+        "AGENT_URL": f"http://127.0.0.1:{pd_port}/agent",
+    }
+    thena_path = f"/thena/events?token={TOKEN}"
+    bench_path = {"PYTHONPATH": str(ROOT / "bench")}
+    try:
+        with uvicorn("fake_pagerduty:app", pd_port, bench_path):
+            if "hello" in args.only:
+                port = free_port()
+                with uvicorn("hello:app", port, bench_path):
+                    load("closed", port, "/warmup", argparse.Namespace(**{**vars(args), "duration": 1}))
+                    results["hello-world (ceiling)"] = load("closed", port, thena_path, args)
+            if "naive" in args.only:
+                port = free_port()
+                with uvicorn("naive_bridge:app", port, {**env, **bench_path}):
+                    results["naive bridge (seed 000 style)"] = load("closed", port, thena_path, args)
+            if "paused" in args.only:
+                port = free_port()
+                with alertbridge(config_file(workdir, "thena-pagerduty.yaml", True), port, env, workdir / "p") as pid:
+                    row = load("closed", port, thena_path, args)
+                    results["alertbridge ingest, delivery paused"] = {**row, "rss_mb": rss_mb(pid)[1]}
+            if "delivering" in args.only:
+                urllib.request.urlopen(f"http://127.0.0.1:{pd_port}/reset")
+                port = free_port()
+                with alertbridge(config_file(workdir, "thena-pagerduty.yaml", False), port, env, workdir / "d") as pid:
+                    row = load("closed", port, thena_path, args)
+                    results["alertbridge ingest, delivering"] = {**row, "rss_mb": rss_mb(pid)[1]}
+            if "e2e" in args.only:
+                urllib.request.urlopen(f"http://127.0.0.1:{pd_port}/reset")
+                port = free_port()
+                with alertbridge(config_file(workdir, "thena-pagerduty.yaml", False), port, env, workdir / "e") as pid:
+                    row = load("open", port, thena_path, args)
+                    sent = row.pop("sent")
+                    deadline = time.monotonic() + 30
+                    while len(received := fetch_json(pd_port, "/received")) < len(sent):
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.5)
+                    row["e2e"] = e2e(sent, received)
+                    results[f"alertbridge end to end at {args.rate:g}/s"] = {**row, "rss_mb": rss_mb(pid)[1]}
+            if "v3" in args.only:
+                port = free_port()
+                with alertbridge(config_file(workdir, "pagerduty-agent.yaml", True), port, env, workdir / "v3"):
+                    results["alertbridge signed PagerDuty V3 ingest, paused"] = load(
+                        "closed", port, "/webhooks/pagerduty", args, kind="pagerduty"
+                    )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def table(results: dict[str, dict], args: argparse.Namespace) -> str:
+    ceiling = results.get("hello-world (ceiling)", {}).get("rate", float("nan"))
+    lines = [
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; {args.connections} connections, {args.duration:g} s per row.",
+        "",
+        "| row | requests/s | of hello-world | p50 ms | p99 ms | errors | peak RSS MB | end-to-end p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, row in results.items():
+        e2e_row = row.get("e2e")
+        e2e_text = (
+            f"{e2e_row['p50_ms']:.1f} / {e2e_row['p99_ms']:.1f} ({e2e_row['delivered']}/{e2e_row['sent']} delivered)"
+            if e2e_row and e2e_row.get("delivered")
+            else ("none delivered" if e2e_row else "")
+        )
+        rss = f"{row['rss_mb']:.0f}" if "rss_mb" in row else ""
+        lines.append(
+            f"| {name} | {row['rate']:.0f} | {row['rate'] / ceiling:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['errors']} | {rss} | {e2e_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=1000, help="open-loop rate of the end-to-end row")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--only", nargs="*", choices=ROWS, default=ROWS, help="run only these rows")
+    args = parser.parse_args()
+    results = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(table(results, args))
+
+
+if __name__ == "__main__":
+    main()
