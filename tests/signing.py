@@ -12,3 +12,18 @@ def pagerduty_signature(body: bytes, *secrets: str) -> str:
     PagerDuty developer docs, "Verifying Signatures" (webhooks/04-Signatures.md).
     """
     return ",".join("v1=" + hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in secrets)
+
+
+def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Verify a Standard Webhooks signature as a receiver would (standardwebhooks.com spec, "Verifying").
+
+    The signed content is `{webhook-id}.{webhook-timestamp}.{body}`; the key is the base64 part of a
+    `whsec_` secret; `webhook-signature` holds space-separated `v1,<base64>` signatures.
+    """
+    import base64
+
+    key = base64.b64decode(secret.split("_", 1)[1]) if secret.startswith("whsec_") else secret.encode()
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    given = [part.split(",", 1)[1] for part in headers.get("webhook-signature", "").split() if part.startswith("v1,")]
+    return any(hmac.compare_digest(expected, g) for g in given)

@@ -41,7 +41,7 @@ def request_validator(spec_name: str, path: str, method: str) -> jsonschema.Draf
 def _resolve(spec: dict[str, Any], ref: str) -> Any:
     node: Any = spec
     for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part.replace("~1", "/").replace("~0", "~")]
     return node
 
 

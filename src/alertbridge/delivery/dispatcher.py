@@ -13,13 +13,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-from ulid import ULID
-
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
+from alertbridge.ids import new_id
 from alertbridge.metrics import Metrics
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
 from alertbridge.targets import ConfiguredTarget, Outcome
@@ -186,7 +185,7 @@ class Dispatcher:
             order = target.type.order_key(target.settings, follow.action, follow.fields)
             made.append(
                 NewDelivery(
-                    id=str(ULID.from_timestamp(now)),
+                    id=new_id(now),
                     org=delivery.org,
                     event_id=delivery.event_id,
                     route=f"{delivery.route} → {delivery.target}",

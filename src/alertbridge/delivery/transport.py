@@ -57,7 +57,8 @@ class AiohttpTransport:
         body = request.content
         if body is None and request.json is not None:
             body = _json.encode(request.json)
-            headers.setdefault("content-type", "application/json")
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
         try:
             async with self._open().request(
                 request.method, request.url, data=body, headers=headers, allow_redirects=False

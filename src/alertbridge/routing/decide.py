@@ -10,9 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ulid import ULID
-
 from alertbridge.events import Event, to_dict
+from alertbridge.ids import new_id
 from alertbridge.routing.routes import Route
 from alertbridge.routing.templates import RenderError, Templates
 from alertbridge.store.base import NewDelivery
@@ -99,7 +98,7 @@ def _plan(
         decision.status = "failed"
         return {"target": action.target, "action": action.action, "error": str(exc)}
     delivery = NewDelivery(
-        id=str(ULID.from_timestamp(clock())),
+        id=new_id(clock()),
         org=event.org,
         event_id=event.id,
         route=route.name,

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from ulid import ULID
 
 from alertbridge.config import EndpointConfig
 from alertbridge.events import Event
+from alertbridge.ids import new_id
 
 
 class Unauthorized(Exception):
@@ -67,7 +67,7 @@ class Endpoint:
         """A new event from this endpoint, stamped with id, org, endpoint, source and time."""
         now = self.clock()
         return Event(
-            id=str(ULID.from_timestamp(now)),
+            id=new_id(now),
             org=self.org,
             endpoint=self.name,
             source=self.source.name,

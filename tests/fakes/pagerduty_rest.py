@@ -1,0 +1,148 @@
+"""Fake PagerDuty REST API v2: incidents, notes, status changes and reassignment, with PagerDuty's checks.
+
+Every write is checked as PagerDuty checks it: the `Authorization: Token token=…` key, the versioned
+`Accept` header, `Content-Type`, the `From` header the OpenAPI description marks required, and the
+JSON body against the published schema (shared/specs). Problems are answered the way PagerDuty
+answers them (`{"error": {"message", "code", "errors"}}`) and kept in `validation_errors`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .pagerduty import request_validator
+from .server import FakeServer
+
+ACCEPT = "application/vnd.pagerduty+json;version=2"
+
+
+@dataclass
+class RestIncident:
+    id: str
+    title: str
+    service_id: str
+    urgency: str
+    incident_key: str | None
+    status: str = "triggered"
+    notes: list[str] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
+    resolution: str | None = None
+
+
+class FakePagerDutyREST(FakeServer):
+    def __init__(self, token: str = "pd-api-token", from_email: str = "bridge@example.com") -> None:
+        self.token = token
+        self.from_email = from_email
+        self.incidents: dict[str, RestIncident] = {}
+        self.validation_errors: list[str] = []
+        self._ids = itertools.count(1)
+        self._state = threading.Lock()
+        self._create = request_validator("rest-openapiv3.json", "/incidents", "post")
+        # The OpenAPI document types `body.details` as an object, but PagerDuty's API reference (its
+        # example, and shared/reference/wire-formats.md) sends a string, which the real API takes.
+        body_schema = self._create.schema["properties"]["incident"]["properties"]["body"]
+        body_schema["properties"]["details"] = {"type": ["string", "object"]}
+        self._update = request_validator("rest-openapiv3.json", "/incidents/{id}", "put")
+        self._note = request_validator("rest-openapiv3.json", "/incidents/{id}/notes", "post")
+        super().__init__()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/incidents", self.create, methods=["POST"]),
+            Route("/incidents/{id}", self.update, methods=["PUT"]),
+            Route("/incidents/{id}/notes", self.note, methods=["POST"]),
+        ]
+
+    def add_incident(self, incident_id: str, service_id: str = "PSVC1", title: str = "existing") -> RestIncident:
+        """An incident PagerDuty already has (one its webhooks told us about)."""
+        incident = RestIncident(incident_id, title, service_id, "high", None)
+        self.incidents[incident_id] = incident
+        return incident
+
+    @staticmethod
+    def _error(status: int, message: str, code: int, errors: list[str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "code": code, "errors": errors or []}}, status_code=status)
+
+    async def _checked(self, request: Request, validator: Any) -> tuple[dict[str, Any] | None, JSONResponse | None]:
+        headers = request.headers
+        if headers.get("authorization") != f"Token token={self.token}":
+            self.validation_errors.append("bad Authorization header")
+            return None, self._error(401, "Authentication failed", 2006)
+        problems = []
+        if headers.get("accept") != ACCEPT:
+            problems.append(f"Accept must be {ACCEPT}, got {headers.get('accept')!r}")
+        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            problems.append(f"Content-Type must be application/json, got {headers.get('content-type')!r}")
+        if headers.get("from") != self.from_email:
+            problems.append(f"From must be a user's email on the account, got {headers.get('from')!r}")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+            problems.append("the body is not JSON")
+        if body is not None:
+            problems += [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(body)]
+        if problems:
+            self.validation_errors.extend(problems)
+            return None, self._error(400, "Invalid Input Provided", 2001, problems)
+        return body, None
+
+    async def create(self, request: Request) -> JSONResponse:
+        body, refusal = await self._checked(request, self._create)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        spec = body["incident"]
+        with self._state:
+            key = spec.get("incident_key")
+            if key and any(i.incident_key == key and i.status != "resolved" for i in self.incidents.values()):
+                return self._error(
+                    400,
+                    "Invalid Input Provided",
+                    2001,
+                    ["Open incident with matching dedup key already exists on this service"],
+                )
+            incident = RestIncident(
+                f"PINC{next(self._ids)}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key
+            )
+            self.incidents[incident.id] = incident
+        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}}, 201)
+
+    async def update(self, request: Request) -> JSONResponse:
+        body, refusal = await self._checked(request, self._update)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        incident = self.incidents.get(request.path_params["id"])
+        if incident is None:
+            return self._error(404, "Not Found", 2100)
+        change = body["incident"]
+        with self._state:
+            if change.get("status"):
+                incident.status = change["status"]
+            if change.get("resolution"):
+                incident.resolution = change["resolution"]
+            if change.get("assignments"):
+                incident.assignees = [a["assignee"]["id"] for a in change["assignments"]]
+        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}})
+
+    async def note(self, request: Request) -> JSONResponse:
+        body, refusal = await self._checked(request, self._note)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        incident = self.incidents.get(request.path_params["id"])
+        if incident is None:
+            return self._error(404, "Not Found", 2100)
+        with self._state:
+            incident.notes.append(body["note"]["content"])
+            note_id = f"PNOTE{len(incident.notes)}"
+        return JSONResponse({"note": {"id": note_id, "content": body["note"]["content"]}}, 201)
