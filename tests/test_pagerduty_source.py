@@ -133,7 +133,7 @@ def test_every_incident_event_type_is_stored_as_its_own_kind(server: Server, eve
     event = row["event"]
     assert event["kind"] == event_type
     assert event["subject"] == {"system": "pagerduty", "type": "incident", "id": "PGR0VU2"}
-    assert event["actor"] == "PLH1HKV"
+    assert (event["actor"], event["actor_name"]) == ("PLH1HKV", "Tenex Engineer")
     assert "no route matched" in row["trace"][-1]["result"]
     if event_type == "incident.annotated":
         assert event["note"] == "I sure am glad we are using PagerDuty!"
@@ -158,6 +158,7 @@ def test_every_incident_event_type_is_stored_as_its_own_kind(server: Server, eve
         assert event["identifiers"] == {
             "pagerduty_incident_id": "PGR0VU2",
             "pagerduty_incident_number": "2",
+            "pagerduty_incident_key": "d3640fbd41094207a1c11e58e46b1662",
             "pagerduty_service_id": "PF9KMXH",
             "pagerduty_team_id": "PFCVPS0",
             "pagerduty_escalation_policy_id": "PUS0KTE",

@@ -61,6 +61,8 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
     metrics = Metrics()
     rules = compile_rules(config)
     targets = target_types.configure(config)
+    # Echoes can only come back from systems that send us webhooks.
+    echo_systems = {e.source for e in config.endpoints}
     dispatcher = Dispatcher(
         store,
         targets,
@@ -69,8 +71,19 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         clock=services.clock,
         rng=services.rng,
         transport_factory=services.transport_factory,
+        echo_systems=echo_systems,
     )
-    router = Router(store, rules, targets, metrics, on_deliveries=dispatcher.wake, clock=services.clock)
+    router = Router(
+        store,
+        rules,
+        targets,
+        metrics,
+        on_deliveries=dispatcher.wake,
+        clock=services.clock,
+        ignore_actors={e.name: e.ignore_actors for e in config.endpoints},
+        echo_systems=echo_systems,
+        echo_window=config.delivery.echo_window,
+    )
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager

@@ -100,8 +100,13 @@ class DeliveryConfig(Model):
     concurrency: int = Field(default=32, ge=1)
     lease: float = 60.0  # how long a claimed delivery stays with its dispatcher before another may take it
     retry: RetryPolicy = RetryPolicy()
+    # How long an action waits for a link it needs (the create it depends on is still retrying).
+    link_wait: float = 24 * 3600.0
+    # How long after alertbridge changes an object its webhook counts as our own echo.
+    echo_window: float = 600.0
 
     _lease = field_validator("lease", mode="before")(lambda v: parse_duration(v))
+    _link_wait = field_validator("link_wait", "echo_window", mode="before")(lambda v: parse_duration(v))
 
 
 class ServerConfig(Model):
@@ -126,6 +131,9 @@ class EndpointConfig(BaseModel):
     max_body_bytes: int | None = Field(default=None, gt=0)
     labels: dict[str, str] = {}
     response: dict[str, Any] | None = None
+    # Changes made by these users (id or name) are alertbridge's own, come back as webhooks:
+    # they are stored and not routed (seed 002's PAGERDUTY_USER). Links catch echoes without it.
+    ignore_actors: list[str] = []
 
     @field_validator("path")
     @classmethod

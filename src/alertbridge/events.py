@@ -48,7 +48,8 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     service: Service | None = None
     teams: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
-    actor: str | None = None
+    actor: str | None = None  # who acted, as the sender identifies them (a user id)
+    actor_name: str | None = None  # and as people read it (a name or email)
     note: str | None = None
     url: str | None = None
     tags: tuple[str, ...] = ()
@@ -83,6 +84,45 @@ def to_dict(event: Event) -> dict[str, Any]:
         if result[name] is None:
             result[name] = {}
     return result
+
+
+# Other names an object goes by, carried in `identifiers`: a PagerDuty incident is also its
+# incident_key, an Opsgenie alert also its alias. Links and echo detection match on any of them.
+ALIASES: dict[str, tuple[str, str]] = {
+    "pagerduty_incident_key": ("pagerduty", "incident_key"),
+    "opsgenie_alert_alias": ("opsgenie", "alert_alias"),
+}
+
+
+def refs(event: Event) -> list[tuple[str, str, str]]:
+    """Every (system, type, id) the event's subject is known by."""
+    found = [(event.subject.system, event.subject.type, event.subject.id)] if event.subject else []
+    for name, (system, kind) in ALIASES.items():
+        value = event.identifiers.get(name)
+        if value:
+            found.append((system, kind, value))
+    return found
+
+
+# What happened to an object, in words shared by every system, so that a change alertbridge
+# made in one system is recognised when that system reports it back (echo suppression).
+CHANGES: dict[str, str] = {
+    "incident.triggered": "created",
+    "incident.acknowledged": "acknowledged",
+    "incident.unacknowledged": "unacknowledged",
+    "incident.annotated": "annotated",
+    "incident.resolved": "resolved",
+    "incident.reassigned": "reassigned",
+    "alert.created": "created",
+    "alert.acknowledged": "acknowledged",
+    "alert.unacknowledged": "unacknowledged",
+    "alert.note_added": "annotated",
+    "alert.closed": "resolved",
+}
+
+
+def change_of(event: Event) -> str | None:
+    return CHANGES.get(event.kind)
 
 
 def rank(scale: tuple[str, ...], value: str | None) -> int | None:

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
+from alertbridge.events import refs
 from alertbridge.ids import new_id
 from alertbridge.metrics import Metrics
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
@@ -26,6 +27,7 @@ from alertbridge.targets.base import Sending
 
 log = logs.get("alertbridge.dispatcher")
 
+EXPIRY_EVERY = 30.0  # seconds between looks for deliveries that waited too long for a link
 IDLE_POLL = 0.5  # seconds between looks at the store when nothing wakes us (retries, replays, other processes)
 
 
@@ -44,7 +46,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         transport_factory: Callable[[ConfiguredTarget], Transport] = default_transport,
+        echo_systems: Collection[str] = (),
     ) -> None:
+        self.echo_systems = frozenset(echo_systems)
+        self._next_expiry = 0.0
         self.store = store
         self.targets = targets
         self.config = config
@@ -99,9 +104,31 @@ class Dispatcher:
         self._sending.discard(task)
         self._wake.set()  # capacity freed
 
+    async def _expect_echoes(self, target: ConfiguredTarget, delivery: Delivery, now: float) -> None:
+        """Before changing an object in a system that sends us webhooks, note the change we expect back."""
+        echoes = [
+            e for e in target.type.echo(target.settings, delivery.action, delivery.fields) if e[0] in self.echo_systems
+        ]
+        if echoes:
+            await self.store.expect_echoes(delivery, echoes, now)
+
+    async def _expire_waiting(self, now: float) -> None:
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + EXPIRY_EVERY
+        try:
+            expired = await self.store.expire_waiting(now, self.config.link_wait)
+        except Exception as exc:
+            log.error("expire_failed", error=str(exc))
+            return
+        for delivery_id in expired:
+            self.metrics.deliveries.labels("-", "dead").inc()
+            log.error("dead_lettered", delivery=delivery_id, reason="the link it waited for never came")
+
     async def _idle(self) -> None:
         timeout = IDLE_POLL
         now = self.clock()
+        await self._expire_waiting(now)
         for window in self.windows.values():
             if window.available(now) <= 0:
                 timeout = min(timeout, max(0.01, window.free_at(now) - now))
@@ -125,6 +152,7 @@ class Dispatcher:
         if target is None:
             outcome = Outcome("permanent", f"target {delivery.target!r} is no longer configured")
         else:
+            await self._expect_echoes(target, delivery, started)
             outcome, status_code = await self._send(target, delivery)
         finished = self.clock()
         number = delivery.attempts + 1
@@ -144,9 +172,14 @@ class Dispatcher:
 
         attempt = Attempt(delivery.id, number, started, finished - started, outcome.kind, status_code, outcome.message)
         follow_ups = self._follow_ups(delivery, outcome, finished) if result.status == "delivered" else []
-        await self.store.record_attempt(delivery, attempt, result, follow_ups)
-        if follow_ups:
+        links = []
+        if result.status == "delivered" and outcome.created and delivery.event is not None:
+            links = [(subject, made) for subject in refs(delivery.event) for made in outcome.created]
+        released = await self.store.record_attempt(delivery, attempt, result, follow_ups, links)
+        if follow_ups or released:
             self.wake()
+        if released:
+            log.info("link_released", delivery=delivery.id, links=links, released=released)
 
         label = "dead" if result.status == "dead" else outcome.kind
         self.metrics.deliveries.labels(delivery.target, label).inc()
@@ -200,7 +233,7 @@ class Dispatcher:
         return made
 
     async def _send(self, target: ConfiguredTarget, delivery: Delivery) -> tuple[Outcome, int | None]:
-        sending = Sending(delivery.id, delivery.event, self.clock())
+        sending = Sending(delivery.id, delivery.event, self.clock(), target.name, delivery.action)
         try:
             request = target.type.request(target.settings, delivery.action, delivery.fields, sending)
         except Exception as exc:

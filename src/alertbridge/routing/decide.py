@@ -6,16 +6,18 @@ Pure: no I/O, no clock but the one passed in. The router task persists what this
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alertbridge.events import Event, to_dict
+from alertbridge.events import Event, refs, to_dict
 from alertbridge.ids import new_id
+from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
 from alertbridge.routing.routes import Route
 from alertbridge.routing.templates import RenderError, Templates
 from alertbridge.store.base import NewDelivery
 from alertbridge.targets import ConfiguredTarget
+from alertbridge.targets.base import Sending
 
 
 @dataclass
@@ -25,10 +27,17 @@ class Decision:
     deliveries: list[NewDelivery] = field(default_factory=list)
 
 
-def context(event: Event, original: Event | None = None) -> dict[str, Any]:
-    """What templates see: the event, its labels, and the event it answers (an agent's note), if any."""
+def context(event: Event, original: Event | None = None, links: Sequence[Ref] = ()) -> dict[str, Any]:
+    """What templates see: the event, its labels, the event it answers (an agent's note), if any,
+    and the objects in other systems linked to what it is about."""
     view = to_dict(event)
-    return {"event": view, "labels": view["labels"], "original": to_dict(original) if original else None}
+    subject = refs(event)
+    return {
+        "event": view,
+        "labels": view["labels"],
+        "original": to_dict(original) if original else None,
+        "links": Links(subject[0] if subject else None, links),
+    }
 
 
 def decide(
@@ -38,8 +47,9 @@ def decide(
     templates: Templates,
     clock: Callable[[], float],
     original: Event | None = None,
+    links: Sequence[Ref] = (),
 ) -> Decision:
-    view = context(event, original)
+    view = context(event, original, links)
     decision = Decision(status="unmatched")
     winner: str | None = None
     for route in routes:
@@ -87,7 +97,8 @@ def _plan(
         if defaults is None:
             raise RenderError(f"{where}.action: {target.type.name} has no action {action.action!r}")
         fields = templates.render({**defaults, **action.fields}, view, where)
-        fields = {k: v for k, v in fields.items() if v not in (None, "")}
+        fields = {k: v for k, v in fields.items() if v is not None and v != ""}
+        waiting, fields = _needs_link(event, target_name, target, action.action, fields, clock)
         key = (
             f"key:{templates.render(action.key, view, f'{where}.key')}"
             if action.key
@@ -108,6 +119,38 @@ def _plan(
         idempotency_key=key,
         order_key=f"{target_name}:{order}" if order else None,
         created_at=clock(),
+        waiting_for=waiting,
     )
     decision.deliveries.append(delivery)
-    return {"target": target_name, "action": action.action, "fields": fields, "key": key, "delivery": delivery.id}
+    step = {"target": target_name, "action": action.action, "fields": fields, "key": key, "delivery": delivery.id}
+    if waiting:
+        want, of = waiting["want"], waiting["refs"][0] if waiting["refs"] else ["?", "?", "?"]
+        step["waiting"] = f"for the {want[0]} {want[1]} linked to {of[0]} {of[1]} {of[2]}"
+    return step
+
+
+def _needs_link(
+    event: Event,
+    target_name: str,
+    target: ConfiguredTarget,
+    action: str,
+    fields: dict[str, Any],
+    clock: Callable[[], float],
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(what the delivery waits for or None, its fields). A link that is not there yet makes the
+    delivery wait only if the action cannot be sent without it; otherwise the field is left out."""
+    missing = missing_in(fields)
+    if not missing:
+        return None, fields
+    embedded = any(not isinstance(v, MissingLink) and missing_in(v) for v in fields.values())
+    if not embedded:
+        without = {k: v for k, v in fields.items() if not isinstance(v, MissingLink)}
+        try:
+            target.type.request(target.settings, action, without, Sending("", event, clock(), target_name, action))
+        except Exception:
+            pass
+        else:
+            return None, without
+    first = missing[0]
+    waiting = {"refs": [list(r) for r in refs(event)], "want": [first.system, first.type], "marker": first.marker}
+    return waiting, as_markers(fields)

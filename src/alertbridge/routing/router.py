@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from alertbridge import logs
+from alertbridge.events import Event, change_of, refs
 from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
-from alertbridge.routing.decide import decide
+from alertbridge.routing.decide import Decision, decide
 from alertbridge.store.base import Store
 from alertbridge.targets import ConfiguredTarget
 
@@ -35,10 +37,20 @@ class Router:
         metrics: Metrics,
         on_deliveries: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        ignore_actors: Mapping[str, Collection[str]] | None = None,
+        echo_systems: Collection[str] = (),
+        echo_window: float = 600.0,
     ) -> None:
         self.store = store
         self.rules = rules
         self.targets = targets
+        self.ignore_actors = {
+            name: frozenset(a.casefold() for a in actors) for name, actors in (ignore_actors or {}).items()
+        }
+        self.echo_systems = frozenset(echo_systems)
+        self.echo_window = echo_window
+        # Links are looked up only when some template can use them: most setups never pay the read.
+        self.uses_links = _mentions_links(rules, targets)
         self.metrics = metrics
         self.on_deliveries = on_deliveries
         self.clock = clock
@@ -70,18 +82,18 @@ class Router:
             return 0
         writes = []
         for event in events:
-            original = None
-            in_reply_to = event.identifiers.get("in_reply_to")
-            if in_reply_to:
-                row = await self.store.get_event(in_reply_to)
-                original = row.event if row else None
-            decision = decide(event, self.rules.routes, self.targets, self.rules.templates, self.clock, original)
-            writes.append((event, decision))
+            echo_id, decision = await self._echo(event)
+            if decision is None:
+                decision = await self._decide(event)
+            writes.append((event, decision, echo_id))
         results = await asyncio.gather(
-            *(self.store.record_decision(e.id, d.status, d.trace, d.deliveries, self.clock()) for e, d in writes)
+            *(
+                self.store.record_decision(e.id, d.status, d.trace, d.deliveries, self.clock(), echo_id)
+                for e, d, echo_id in writes
+            )
         )
         created = 0
-        for (event, decision), existing in zip(writes, results, strict=True):
+        for (event, decision, _), existing in zip(writes, results, strict=True):
             created += sum(1 for x in existing if x is None)
             self.metrics.routed.labels(decision.status).inc()
             log.info(
@@ -95,3 +107,40 @@ class Router:
         if created:
             self.on_deliveries()
         return len(events)
+
+    async def _decide(self, event: Event) -> Decision:
+        original = None
+        in_reply_to = event.identifiers.get("in_reply_to")
+        if in_reply_to:
+            row = await self.store.get_event(in_reply_to)
+            original = row.event if row else None
+        subject = refs(event)
+        linked = await self.store.links_of(event.org, subject) if self.uses_links and subject else []
+        return decide(event, self.rules.routes, self.targets, self.rules.templates, self.clock, original, linked)
+
+    async def _echo(self, event: Event) -> tuple[int | None, Decision | None]:
+        """Is this webhook the echo of a change alertbridge made? (expectation id, the decision) if so."""
+        ignored = self.ignore_actors.get(event.endpoint)
+        if ignored:
+            for who in (event.actor, event.actor_name):
+                if who and who.casefold() in ignored:
+                    why = f"made by {who!r}, one of endpoint {event.endpoint!r}'s ignore_actors"
+                    return None, Decision("suppressed", [{"result": "echo suppressed", "why": why}])
+        change = change_of(event)
+        if change is None or event.subject is None or event.subject.system not in self.echo_systems:
+            return None, None
+        since = self.clock() - self.echo_window
+        found = await self.store.find_echo(event.org, refs(event), change, since)
+        if found is None:
+            return None, None
+        why = (
+            f"alertbridge itself {found['change']} {found['system']} {found['type']} {found['object_id']}"
+            f" (delivery {found['delivery_id']} to {found['target']}); this webhook reports that change"
+        )
+        return int(found["id"]), Decision("suppressed", [{"result": "echo suppressed", "why": why}])
+
+
+def _mentions_links(rules: Rules, targets: Mapping[str, ConfiguredTarget]) -> bool:
+    texts = [json.dumps([action.fields for action in route.actions], default=str) for route in rules.routes]
+    texts += [json.dumps(t.type.actions) for t in targets.values()]
+    return any("links" in text for text in texts)

@@ -25,10 +25,11 @@ takes it. `pagey.ping` is answered and not stored.
 | teams        | `data.teams[].id`                                          | `incident.teams[].id`                   |
 | assignees    | `data.assignees[].id`                                      | `incident.assignments[].assignee.id`    |
 | actor        | `agent.id` (null when PagerDuty itself acted)              | `log_entries[0].agent.id`               |
-| note         | `data.content` (annotated), `data.message` (status update, responder) | `log_entries[0].channel.content` |
+| actor_name   | `agent.summary` (the user's name)                          | `log_entries[0].agent.summary`          |
+| note         | `data.content` (annotated; `event.note.content` as seed 002 sends it), `data.message` (status update, responder) | `log_entries[0].channel.content` |
 | url          | `data.html_url` (else `data.incident.html_url`)            | `incident.html_url`                     |
 | dedup_key    | `data.incident_key`                                        | `incident.alerts[0].alert_key`, else `incident_key` |
-| identifiers  | `pagerduty_incident_id`, `pagerduty_incident_number`, `pagerduty_service_id`, `pagerduty_team_id`, `pagerduty_escalation_policy_id`, `pagerduty_subscription_id` | same (no subscription) |
+| identifiers  | `pagerduty_incident_id`, `pagerduty_incident_number`, `pagerduty_incident_key`, `pagerduty_service_id`, `pagerduty_team_id`, `pagerduty_escalation_policy_id`, `pagerduty_subscription_id` | same (no subscription) |
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def _v3(event: dict[str, Any], body: Any, request: Incoming, endpoint: Endpoint)
         teams=_ids(incident.get("teams")),
         assignees=_ids(incident.get("assignees")),
         actor=text(dig(event, "agent", "id")),
-        note=text(data.get("content")) or text(data.get("message")),
+        actor_name=text(dig(event, "agent", "summary")),
+        # PagerDuty puts an annotation in `data.content`; seed 002's example has it in `event.note`.
+        note=text(data.get("content")) or text(dig(event, "note", "content")) or text(data.get("message")),
         url=text(incident.get("html_url")),
         dedup_key=text(incident.get("incident_key")),
         identifiers=_identifiers(incident, subscription),
@@ -187,6 +190,7 @@ def _v2(message: dict[str, Any], body: Any, endpoint: Endpoint) -> Event:
         teams=_ids(incident.get("teams")),
         assignees=tuple(a for a in (text(dig(x, "assignee", "id")) for x in assignments) if a),
         actor=text(dig(entry, "agent", "id")),
+        actor_name=text(dig(entry, "agent", "summary")) or text(dig(entry, "agent", "name")),
         note=text(dig(entry, "channel", "content")) or text(dig(entry, "note", "content")),
         url=text(incident.get("html_url")),
         dedup_key=alert_key or text(incident.get("incident_key")),
@@ -228,6 +232,7 @@ def _identifiers(incident: dict[str, Any], subscription: str | None) -> dict[str
     pairs = {
         "pagerduty_incident_id": text(incident.get("id")),
         "pagerduty_incident_number": text(incident.get("number")),
+        "pagerduty_incident_key": text(incident.get("incident_key")),
         "pagerduty_service_id": text(dig(incident, "service", "id")),
         "pagerduty_team_id": (_ids(incident.get("teams")) or (None,))[0],
         "pagerduty_escalation_policy_id": text(dig(incident, "escalation_policy", "id")),

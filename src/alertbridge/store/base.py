@@ -29,6 +29,12 @@ class NewDelivery:
     idempotency_key: str
     order_key: str | None
     created_at: float
+    # Set when the action needs a link that does not exist yet: {refs, want, marker}. The delivery
+    # waits (status `waiting`) until the link is stored, then `marker` in its fields becomes the id.
+    waiting_for: dict[str, Any] | None = None
+
+
+Ref = tuple[str, str, str]  # (system, type, id)
 
 
 class StoreUnavailable(Exception):
@@ -65,6 +71,7 @@ class Delivery:
     event_received_at: float | None = None
     claim: str | None = None
     event: Event | None = None  # loaded with a claim, for targets that send the event itself
+    waiting_for: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,16 @@ class Store(Protocol):
     # router
     async def unrouted_events(self, limit: int) -> list[Event]: ...
     async def record_decision(
-        self, event_id: str, status: str, trace: list[dict[str, Any]], deliveries: Sequence[NewDelivery], now: float
+        self,
+        event_id: str,
+        status: str,
+        trace: list[dict[str, Any]],
+        deliveries: Sequence[NewDelivery],
+        now: float,
+        echo_id: int | None = None,
     ) -> list[str | None]: ...
+    async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
+    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None: ...
 
     # dispatcher
     async def release_claims(self) -> int: ...
@@ -117,8 +132,17 @@ class Store(Protocol):
     ) -> list[Delivery]: ...
     async def defer(self, delivery_id: str, claim: str, until: float) -> None: ...
     async def record_attempt(
-        self, delivery: Delivery, attempt: Attempt, result: AttemptResult, follow_ups: Sequence[NewDelivery] = ()
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        result: AttemptResult,
+        follow_ups: Sequence[NewDelivery] = (),
+        links: Sequence[tuple[Ref, Ref]] = (),
+    ) -> list[str]: ...
+    async def expect_echoes(
+        self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float
     ) -> None: ...
+    async def expire_waiting(self, now: float, older_than: float) -> list[str]: ...
     async def next_due(self) -> float | None: ...
 
     # operators

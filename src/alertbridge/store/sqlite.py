@@ -32,6 +32,7 @@ from alertbridge.store.base import (
     Delivery,
     EventRow,
     NewDelivery,
+    Ref,
     Stored,
     StoreUnavailable,
     mark_done,
@@ -97,6 +98,36 @@ MIGRATIONS: list[tuple[int, str]] = [
             message TEXT NOT NULL
         );
         CREATE INDEX attempts_delivery ON attempts (delivery_id, number);
+        """,
+    ),
+    (
+        2,
+        """
+        ALTER TABLE deliveries ADD COLUMN waiting_for TEXT;
+        CREATE INDEX deliveries_waiting ON deliveries (org, created_at) WHERE status = 'waiting';
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            a_system TEXT NOT NULL, a_type TEXT NOT NULL, a_id TEXT NOT NULL,
+            b_system TEXT NOT NULL, b_type TEXT NOT NULL, b_id TEXT NOT NULL,
+            delivery_id TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (org, a_system, a_type, a_id, b_system, b_type, b_id)
+        );
+        CREATE INDEX links_a ON links (org, a_system, a_type, a_id);
+        CREATE INDEX links_b ON links (org, b_system, b_type, b_id);
+        CREATE TABLE echoes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            system TEXT NOT NULL, type TEXT NOT NULL, object_id TEXT NOT NULL,
+            change TEXT NOT NULL,
+            delivery_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            consumed_by TEXT
+        );
+        CREATE INDEX echoes_open ON echoes (org, system, type, object_id, change) WHERE consumed_by IS NULL;
+        CREATE INDEX echoes_delivery ON echoes (delivery_id);
         """,
     ),
 ]
@@ -312,6 +343,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         event_received_at=row["event_received_at"] if "event_received_at" in keys else None,
         claim=row["claim"],
         event=ev.decode(row["event_data"]) if "event_data" in keys else None,
+        waiting_for=json.loads(row["waiting_for"]) if row["waiting_for"] else None,
     )
 
 
@@ -330,8 +362,8 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
     for d in deliveries:
         cursor = conn.execute(
             "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
-            " status, attempts, next_attempt_at, created_at, budget_from, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+            " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
             " ON CONFLICT (org, idempotency_key) DO NOTHING",
             (
                 d.id,
@@ -343,10 +375,12 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
                 json.dumps(d.fields),
                 d.idempotency_key,
                 d.order_key,
+                "waiting" if d.waiting_for else "pending",
                 d.created_at,
                 d.created_at,
                 d.created_at,
                 d.created_at,
+                json.dumps(d.waiting_for) if d.waiting_for else None,
             ),
         )
         if cursor.rowcount:
@@ -357,6 +391,40 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
             ).fetchone()
             existing.append(row[0])
     return existing
+
+
+def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> list[str]:
+    """Store the pair and release the deliveries that were waiting for it; returns their ids."""
+    conn.execute(
+        "INSERT INTO links (org, a_system, a_type, a_id, b_system, b_type, b_id, delivery_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (org, *a, *b, delivery_id, now),
+    )
+    released = []
+    for row in conn.execute(
+        "SELECT id, fields, order_key, waiting_for FROM deliveries WHERE org = ? AND status = 'waiting'", (org,)
+    ).fetchall():
+        waiting = json.loads(row["waiting_for"])
+        refs = {tuple(r) for r in waiting["refs"]}
+        want = tuple(waiting["want"])
+        found = b if a in refs and b[:2] == want else a if b in refs and a[:2] == want else None
+        if found is None:
+            continue
+        marker = waiting["marker"]
+        conn.execute(
+            "UPDATE deliveries SET status = 'pending', fields = ?, order_key = ?, next_attempt_at = ?,"
+            " budget_from = ?, updated_at = ?, waiting_for = NULL WHERE id = ?",
+            (
+                row["fields"].replace(json.dumps(marker)[1:-1], json.dumps(found[2])[1:-1]),
+                row["order_key"].replace(marker, found[2]) if row["order_key"] else None,
+                now,
+                now,
+                now,
+                row["id"],
+            ),
+        )
+        released.append(row["id"])
+    return released
 
 
 class SQLiteStore:
@@ -439,9 +507,17 @@ class SQLiteStore:
         return [ev.decode(row[0]) for row in rows]
 
     async def record_decision(
-        self, event_id: str, status: str, trace: list[dict[str, Any]], deliveries: Sequence[NewDelivery], now: float
+        self,
+        event_id: str,
+        status: str,
+        trace: list[dict[str, Any]],
+        deliveries: Sequence[NewDelivery],
+        now: float,
+        echo_id: int | None = None,
     ) -> list[str | None]:
         def write(conn: sqlite3.Connection) -> list[str | None]:
+            if echo_id is not None:
+                conn.execute("UPDATE echoes SET consumed_by = ? WHERE id = ?", (event_id, echo_id))
             existing = _insert_deliveries(conn, deliveries)
             conn.execute(
                 "UPDATE events SET status = ?, trace = ?, routed_at = ? WHERE id = ? AND status = 'received'",
@@ -480,7 +556,7 @@ class SQLiteStore:
                 "     OR (d.status = 'in_flight' AND d.claimed_until <= :now))"
                 "   AND (d.order_key IS NULL OR NOT EXISTS ("
                 "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key AND p.seq < d.seq"
-                "       AND p.status IN ('pending', 'in_flight')))"
+                "       AND p.status IN ('pending', 'in_flight', 'waiting')))"
                 " ORDER BY d.next_attempt_at, d.seq LIMIT :scan",
                 {"now": now, "scan": max(limit * 4, 64)},
             ).fetchall()
@@ -515,9 +591,14 @@ class SQLiteStore:
         )
 
     async def record_attempt(
-        self, delivery: Delivery, attempt: Attempt, result: AttemptResult, follow_ups: Sequence[NewDelivery] = ()
-    ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        result: AttemptResult,
+        follow_ups: Sequence[NewDelivery] = (),
+        links: Sequence[tuple[Ref, Ref]] = (),
+    ) -> list[str]:
+        def write(conn: sqlite3.Connection) -> list[str]:
             conn.execute(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -546,8 +627,75 @@ class SQLiteStore:
                 ),
             )
             _insert_deliveries(conn, follow_ups)
+            if result.status != "delivered":  # the change was not made: its echo will not come
+                conn.execute("DELETE FROM echoes WHERE delivery_id = ? AND consumed_by IS NULL", (delivery.id,))
+            released: list[str] = []
+            for a, b in links:
+                released += _link(conn, delivery.org, a, b, delivery.id, attempt.started_at + attempt.duration)
+            return released
+
+        return await self._write(write)
+
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO echoes (org, system, type, object_id, change, delivery_id, target, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
+            )
 
         await self._write(write)
+
+    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None:
+        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            for system, kind, object_id in refs:
+                row = conn.execute(
+                    "SELECT id, system, type, object_id, change, delivery_id, target, created_at FROM echoes"
+                    " WHERE org = ? AND system = ? AND type = ? AND object_id = ? AND change = ?"
+                    "   AND consumed_by IS NULL AND created_at >= ? ORDER BY id LIMIT 1",
+                    (org, system, kind, object_id, change, since),
+                ).fetchone()
+                if row:
+                    return dict(row)
+            return None
+
+        return await self._read(read)
+
+    async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
+        def read(conn: sqlite3.Connection) -> list[Ref]:
+            found: list[Ref] = []
+            for ref in refs:
+                for row in conn.execute(
+                    "SELECT b_system, b_type, b_id FROM links"
+                    " WHERE org = ? AND a_system = ? AND a_type = ? AND a_id = ?"
+                    " UNION SELECT a_system, a_type, a_id FROM links"
+                    " WHERE org = ? AND b_system = ? AND b_type = ? AND b_id = ?",
+                    (org, *ref, org, *ref),
+                ):
+                    other = (row[0], row[1], row[2])
+                    if other not in found and other not in refs:
+                        found.append(other)
+            return found
+
+        return await self._read(read)
+
+    async def expire_waiting(self, now: float, older_than: float) -> list[str]:
+        """Dead-letter deliveries that waited for a link longer than `older_than` seconds."""
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < ?",
+                (now - older_than,),
+            ).fetchall()
+            for row in rows:
+                want = json.loads(row["waiting_for"]).get("want", ["?", "?"])
+                conn.execute(
+                    "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ? WHERE id = ?",
+                    (now, f"no {want[0]} {want[1]} was linked within {older_than:g} s", row["id"]),
+                )
+            return [row["id"] for row in rows]
+
+        return await self._write(write)
 
     async def next_due(self) -> float | None:
         row = await self._read(
@@ -618,7 +766,8 @@ class SQLiteStore:
             done = []
             for item in ids:
                 rows = conn.execute(
-                    "SELECT id FROM deliveries WHERE (id = ? OR event_id = ?) AND status != 'in_flight'",
+                    "SELECT id FROM deliveries"
+                    " WHERE (id = ? OR event_id = ?) AND status NOT IN ('in_flight', 'waiting')",
                     (item, item),
                 ).fetchall()
                 for row in rows:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from alertbridge.events import Event
 
 OutcomeKind = Literal["success", "retry", "permanent"]
+Ref = tuple[str, str, str]  # (system, type, id) of an object in another system: ("pagerduty", "incident", "PT4KHLK")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Outcome:
     retry_after: float | None = None  # seconds the receiver asked us to wait
     result: dict[str, Any] | None = None  # what to remember of a success (an id, a dedup key)
     follow_ups: tuple[FollowUp, ...] = ()
+    # Objects the success created: each is linked to the object the event is about, so later
+    # events on either side find their counterpart (an Opsgenie alert ↔ its PagerDuty incident).
+    created: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Sending:
     delivery_id: str
     event: Event | None
     now: float
+    target: str = ""  # the configured target's name, for follow-ups to itself
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class Target:
     default_rate_limit: tuple[int, float] | None = None
     # Settings that name another target (checked at load time), e.g. a forward's `notes_to`.
     refers_to: tuple[str, ...] = ()
+    # The change an action makes, as (system, type, id, change): when that system's webhook
+    # reports it back, it is our own echo and is not synced again (no loops).
+    echo: Callable[[Any, str, Mapping[str, Any]], list[tuple[str, str, str, str]]] = lambda settings, action, fields: []
 
 
 def retry_after(response: Response, now: Callable[[], float] = time.time) -> float | None:

@@ -96,11 +96,23 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
         except ValueError:
             answer = {}
         key = answer.get("dedup_key") if isinstance(answer, dict) else None
-        return Outcome("success", f"HTTP {response.status_code}", result={"dedup_key": key} if key else None)
+        # The incident PagerDuty opens carries the dedup key as its incident_key.
+        created = (("pagerduty", "incident_key", str(key)),) if key and sending.action == "trigger" else ()
+        return Outcome(
+            "success", f"HTTP {response.status_code}", result={"dedup_key": key} if key else None, created=created
+        )
     if response.status_code == 429 and outcome.retry_after is None:
         # PagerDuty asks for "a backoff of a few minutes" and sends no Retry-After.
         return Outcome("retry", outcome.message, retry_after=30.0)
     return outcome
+
+
+CHANGES = {"trigger": "created", "acknowledge": "acknowledged", "resolve": "resolved"}
+
+
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    key = fields.get("dedup_key")
+    return [("pagerduty", "incident_key", dedup_key(key), CHANGES[action])] if key and action in CHANGES else []
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:
@@ -115,5 +127,6 @@ TARGET = Target(
     request=request,
     classify=classify,
     order_key=order_key,
+    echo=echo,
     default_rate_limit=(120, 60.0),
 )

@@ -156,7 +156,9 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
             result["incident_id"] = incident["id"]
         if isinstance(note, dict) and note.get("id"):
             result["note_id"] = note["id"]
-        return Outcome("success", f"HTTP {response.status_code}", result=result or None)
+        made = result.get("incident_id") if sending.action == "create" else None
+        created = (("pagerduty", "incident", str(made)),) if made else ()
+        return Outcome("success", f"HTTP {response.status_code}", result=result or None, created=created)
     outcome = classify_http(response, _error(response))
     if response.status_code == 429 and outcome.retry_after is None:
         reset = response.headers.get("ratelimit-reset")
@@ -166,6 +168,18 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
             wait = 60.0
         return Outcome("retry", outcome.message, retry_after=wait)
     return outcome
+
+
+CHANGES = {"note": "annotated", "acknowledge": "acknowledged", "resolve": "resolved", "reassign": "reassigned"}
+
+
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    if action == "create":
+        key = fields.get("incident_key")
+        return [("pagerduty", "incident_key", str(key), "created")] if key else []
+    change = CHANGES.get(action)
+    incident = fields.get("incident_id")
+    return [("pagerduty", "incident", str(incident), change)] if change and incident else []
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:
@@ -180,5 +194,6 @@ TARGET = Target(
     request=request,
     classify=classify,
     order_key=order_key,
+    echo=echo,
     default_rate_limit=(900, 60.0),  # PagerDuty allows 960 a minute per API key
 )
