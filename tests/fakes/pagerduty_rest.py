@@ -1,5 +1,9 @@
 """Fake PagerDuty REST API v2: incidents, notes, status changes and reassignment, with PagerDuty's checks.
 
+With `webhook_url` set, every change is reported back as a signed Generic Webhooks V3 event
+(incident.triggered, .acknowledged, .unacknowledged, .annotated, .resolved, .reassigned), whoever
+made it: the API (the user behind the `From` header) or a person (the `user_*` methods).
+
 Every write is checked as PagerDuty checks it: the `Authorization: Token token=…` key, the versioned
 `Accept` header, `Content-Type`, the `From` header the OpenAPI description marks required, and the
 JSON body against the published schema (shared/specs). Problems are answered the way PagerDuty
@@ -18,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ..signing import pagerduty_signature
 from .pagerduty import request_validator
-from .server import FakeServer
+from .server import FakeServer, WebhookSender
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 
@@ -44,6 +49,11 @@ class FakePagerDutyREST(FakeServer):
         self.incidents: dict[str, RestIncident] = {}
         self.validation_errors: list[str] = []
         self._ids = itertools.count(1)
+        self.webhook_url: str | None = None
+        self.webhook_secret = "pd-webhook-secret"
+        self.webhooks_sent: list[dict[str, Any]] = []
+        self._outbox = WebhookSender()
+        self._events = itertools.count(1)
         self._state = threading.Lock()
         self._create = request_validator("rest-openapiv3.json", "/incidents", "post")
         # The OpenAPI document types `body.details` as an object, but PagerDuty's API reference (its
@@ -114,6 +124,7 @@ class FakePagerDutyREST(FakeServer):
                 f"PINC{next(self._ids)}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key
             )
             self.incidents[incident.id] = incident
+        self._webhook("incident.triggered", incident, self.API_USER)
         return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}}, 201)
 
     async def update(self, request: Request) -> JSONResponse:
@@ -126,12 +137,14 @@ class FakePagerDutyREST(FakeServer):
             return self._error(404, "Not Found", 2100)
         change = body["incident"]
         with self._state:
+            before = incident.status
             if change.get("status"):
                 incident.status = change["status"]
             if change.get("resolution"):
                 incident.resolution = change["resolution"]
             if change.get("assignments"):
                 incident.assignees = [a["assignee"]["id"] for a in change["assignments"]]
+        self._report(incident, before, change, self.API_USER)
         return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}})
 
     async def note(self, request: Request) -> JSONResponse:
@@ -145,4 +158,77 @@ class FakePagerDutyREST(FakeServer):
         with self._state:
             incident.notes.append(body["note"]["content"])
             note_id = f"PNOTE{len(incident.notes)}"
-        return JSONResponse({"note": {"id": note_id, "content": body["note"]["content"]}}, 201)
+        self._webhook("incident.annotated", incident, self.API_USER, note=(note_id, body["note"]["content"]))
+        return JSONResponse({"note": {"id": note_id, "content": body["note"]["content"]}})
+
+    # ---- people using PagerDuty's UI
+
+    API_USER = {"id": "PBRIDGE", "type": "user_reference", "summary": "alertbridge"}
+
+    def user_acts(
+        self, incident_id: str, status: str | None = None, note: str | None = None, name: str = "Bob"
+    ) -> None:
+        """A person changes the incident: a new status (acknowledged, triggered, resolved) or a note."""
+        person = {"id": "PBOB", "type": "user_reference", "summary": name}
+        incident = self.incidents[incident_id]
+        with self._state:
+            before = incident.status
+            if status:
+                incident.status = status
+            if note:
+                incident.notes.append(note)
+        if status:
+            self._report(incident, before, {"status": status}, person)
+        if note:
+            self._webhook("incident.annotated", incident, person, note=(f"PNOTE{len(incident.notes)}", note))
+
+    # ---- outgoing webhooks
+
+    def _report(self, incident: RestIncident, before: str, change: dict[str, Any], agent: dict[str, Any]) -> None:
+        status = change.get("status")
+        if status and status != before:
+            kind = {
+                "acknowledged": "incident.acknowledged",
+                "resolved": "incident.resolved",
+                "triggered": "incident.unacknowledged" if before == "acknowledged" else "incident.reopened",
+            }[status]
+            self._webhook(kind, incident, agent)
+        if change.get("assignments"):
+            self._webhook("incident.reassigned", incident, agent)
+
+    def _webhook(
+        self, kind: str, incident: RestIncident, agent: dict[str, Any], note: tuple[str, str] | None = None
+    ) -> None:
+        if not self.webhook_url:
+            return
+        reference = {"id": incident.id, "type": "incident_reference", "summary": incident.title}
+        data: dict[str, Any]
+        if note is not None:
+            data = {"id": note[0], "type": "incident_note", "content": note[1], "incident": reference}
+        else:
+            data = {
+                "id": incident.id,
+                "type": "incident",
+                "title": incident.title,
+                "status": incident.status,
+                "urgency": incident.urgency,
+                "incident_key": incident.incident_key,
+                "service": {"id": incident.service_id, "type": "service_reference", "summary": "Service"},
+                "assignees": [{"id": a, "type": "user_reference"} for a in incident.assignees],
+            }
+        event = {
+            "id": f"EV{next(self._events):06d}",
+            "event_type": kind,
+            "resource_type": "incident",
+            "occurred_at": "2026-11-24T12:00:00.000Z",
+            "agent": agent,
+            "client": None,
+            "data": data,
+        }
+        self.webhooks_sent.append(event)
+        body = json.dumps({"event": event}).encode()
+        headers = {
+            "x-pagerduty-signature": pagerduty_signature(body, self.webhook_secret),
+            "x-webhook-id": event["id"],
+        }
+        self._outbox.send(self.webhook_url, body, headers)

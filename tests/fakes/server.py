@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import socket
 import threading
 import time
@@ -165,6 +166,37 @@ class FakeServer:
         with self._lock:
             self.requests.append(recorded)
         return recorded
+
+
+class WebhookSender:
+    """Sends a provider's webhooks one at a time, in the order the changes happened, retrying
+    each until it is taken (2xx-4xx), as providers do."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, bytes, dict[str, str]]] = queue.SimpleQueue()
+        self.answers: list[int] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def send(self, url: str, payload: Any, headers: dict[str, str]) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self._queue.put((url, body, headers))
+
+    def _run(self) -> None:
+        import httpx
+
+        while True:
+            url, body, headers = self._queue.get()
+            for _ in range(40):
+                try:
+                    status = httpx.post(
+                        url, content=body, headers={"content-type": "application/json", **headers}, timeout=5
+                    ).status_code
+                except httpx.TransportError:
+                    status = 0
+                if 200 <= status < 500:
+                    self.answers.append(status)
+                    break
+                time.sleep(0.25)
 
 
 class _Misbehave:

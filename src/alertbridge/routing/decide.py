@@ -27,10 +27,18 @@ class Decision:
     deliveries: list[NewDelivery] = field(default_factory=list)
 
 
+class _Lenient(dict[str, Any]):
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def context(event: Event, original: Event | None = None, links: Sequence[Ref] = ()) -> dict[str, Any]:
     """What templates see: the event, its labels, the event it answers (an agent's note), if any,
     and the objects in other systems linked to what it is about."""
     view = to_dict(event)
+    # An identifier or label an event lacks reads as none, so `a or b` chains work in templates.
+    view["identifiers"] = _Lenient(view["identifiers"])
+    view["labels"] = _Lenient(view["labels"])
     subject = refs(event)
     return {
         "event": view,

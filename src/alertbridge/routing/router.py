@@ -45,7 +45,7 @@ class Router:
         self.rules = rules
         self.targets = targets
         self.ignore_actors = {
-            name: frozenset(a.casefold() for a in actors) for name, actors in (ignore_actors or {}).items()
+            name: frozenset(a.casefold() for a in actors if a) for name, actors in (ignore_actors or {}).items()
         }
         self.echo_systems = frozenset(echo_systems)
         self.echo_window = echo_window

@@ -1,0 +1,350 @@
+"""Seed 002 end to end: Opsgenie ↔ PagerDuty through alertbridge, with fakes that send their webhooks back.
+
+Every change made in one fake comes back from the other as a webhook, as the real services do; a
+flow is over when everything is quiet, and the calls each side received are counted exactly: an
+echo that went round again would show up as an extra call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import EXAMPLES, Server, wait_until
+from .fakes.opsgenie import Alert, FakeOpsgenie
+from .fakes.pagerduty_rest import FakePagerDutyREST
+from .signing import pagerduty_signature
+
+PD_KEY = "pd-api-key"
+PD_EMAIL = "bridge@example.com"
+PD_SECRET = "pd-webhook-secret"
+OG_KEY = "og-api-key"
+OG_INTEGRATION = "ccb77fcc-3474-4ee3-8140-300926635ed1"
+OG_TOKEN = "og-webhook-token"
+
+
+class Sync:
+    def __init__(self, server: Server, opsgenie: FakeOpsgenie, pagerduty: FakePagerDutyREST) -> None:
+        self.server, self.opsgenie, self.pagerduty = server, opsgenie, pagerduty
+
+    def pd_writes(self) -> list[tuple[str, str]]:
+        return [(r.method, r.path) for r in self.pagerduty.requests if r.method in ("POST", "PUT")]
+
+    def og_writes(self) -> list[tuple[str, str]]:
+        return self.opsgenie.api_writes()
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until nothing moves: every webhook taken, every event routed, no delivery left to send."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        still_since = time.monotonic()
+        while time.monotonic() < deadline:
+            busy = [d for d in self.server.deliveries() if d["status"] in ("pending", "in_flight", "waiting")]
+            unrouted = [e for e in self.server.events() if e["routed_at"] is None]
+            state = (
+                len(self.opsgenie.requests),
+                len(self.pagerduty.requests),
+                len(self.opsgenie.webhooks_sent),
+                len(self.pagerduty.webhooks_sent),
+                len(self.opsgenie._outbox.answers),
+                len(self.pagerduty._outbox.answers),
+            )
+            outboxes_empty = state[4] == state[2] and state[5] == state[3]
+            if state != last or busy or unrouted or not outboxes_empty:
+                last, still_since = state, time.monotonic()
+            elif time.monotonic() - still_since > 0.8:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"not quiet after {timeout} s: {self.server.deliveries()}")
+
+    def suppressed(self) -> list[dict[str, Any]]:
+        return [e for e in self.server.events() if e["status"] == "suppressed"]
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeOpsgenie, FakePagerDutyREST]]:
+    with FakeOpsgenie(OG_KEY, OG_INTEGRATION) as opsgenie, FakePagerDutyREST(PD_KEY, PD_EMAIL) as pagerduty:
+        pagerduty.webhook_secret = PD_SECRET
+        yield opsgenie, pagerduty
+
+
+def start(
+    server_factory: Callable[..., Server],
+    fakes: tuple[FakeOpsgenie, FakePagerDutyREST],
+    **extra: str,
+) -> Sync:
+    opsgenie, pagerduty = fakes
+    env = {
+        "PAGERDUTY_API_KEY": PD_KEY,
+        "PAGERDUTY_SERVICE_ID": "PSVC1",
+        "PAGERDUTY_WEBHOOK_SECRET": PD_SECRET,
+        "PAGERDUTY_EMAIL": PD_EMAIL,
+        "OPSGENIE_API_KEY": OG_KEY,
+        "OPSGENIE_INTEGRATION_ID": OG_INTEGRATION,
+        "OPSGENIE_WEBHOOK_TOKEN": OG_TOKEN,
+        "PAGERDUTY_API_URL": pagerduty.url,
+        "OPSGENIE_API_URL": opsgenie.url,
+        **extra,
+    }
+    server = server_factory(EXAMPLES / "opsgenie-pagerduty.yaml", env)
+    opsgenie.webhook_url = f"{server.url}/ops-webhook?token={OG_TOKEN}"
+    pagerduty.webhook_url = f"{server.url}/pd-webhook"
+    return Sync(server, opsgenie, pagerduty)
+
+
+def created_pair(sync: Sync) -> tuple[Alert, str]:
+    alert = sync.opsgenie.user_create("Disk full on db-1", description="95% used", priority="P1")
+    sync.settle()
+    (incident,) = sync.pagerduty.incidents.values()
+    return alert, incident.id
+
+
+def test_every_flow_of_the_seed_round_trips_once(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+
+    # Create → a PagerDuty incident; PagerDuty's incident.triggered comes back and goes no further.
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+    assert (incident.title, incident.urgency, incident.incident_key) == ("Disk full on db-1", "high", alert.id)
+    assert sync.pd_writes() == [("POST", "/incidents")]
+    assert sync.og_writes() == []
+
+    def step(act: Callable[[], None], pd_calls: list[tuple[str, str]], og_calls: list[tuple[str, str]]) -> None:
+        pd_before, og_before = len(sync.pd_writes()), len(sync.og_writes())
+        act()
+        sync.settle()
+        assert sync.pd_writes()[pd_before:] == pd_calls
+        assert sync.og_writes()[og_before:] == og_calls
+
+    notes = f"/incidents/{incident_id}/notes"
+    step(lambda: opsgenie.user("notes", alert, note="checking the disk"), [("POST", notes)], [])
+    step(lambda: opsgenie.user("acknowledge", alert), [("POST", notes)], [])
+    step(lambda: opsgenie.user("unacknowledge", alert), [("POST", notes)], [])
+    assert incident.notes == [
+        "alice@example.com in Opsgenie: checking the disk",
+        "Acknowledged in Opsgenie by alice@example.com",
+        "Unacknowledged in Opsgenie by alice@example.com",
+    ]
+
+    path = f"/v2/alerts/{alert.id}"
+    step(lambda: pagerduty.user_acts(incident_id, status="acknowledged"), [], [("POST", f"{path}/acknowledge")])
+    assert alert.acknowledged and alert.notes[-1] == ("alertbridge", "Acknowledged in PagerDuty by Bob")
+    step(lambda: pagerduty.user_acts(incident_id, status="triggered"), [], [("POST", f"{path}/unacknowledge")])
+    assert not alert.acknowledged
+    step(lambda: pagerduty.user_acts(incident_id, note="rotated the logs"), [], [("POST", f"{path}/notes")])
+    assert alert.notes[-1] == ("alertbridge", "Bob in PagerDuty: rotated the logs")
+    step(lambda: pagerduty.user_acts(incident_id, status="resolved"), [], [("POST", f"{path}/close")])
+    assert alert.status == "closed"
+
+    # Every change alertbridge made came back once as a webhook, and was recognised as its own.
+    echoes = sync.suppressed()
+    assert len(echoes) == 8  # triggered, 3 annotated; Opsgenie: Acknowledge, UnAcknowledge, AddNote, Close
+    for echo in echoes:
+        (step_,) = echo["trace"]
+        assert step_["result"] == "echo suppressed" and "alertbridge itself" in step_["why"]
+    assert pagerduty.validation_errors == [] and opsgenie.validation_errors == []
+
+
+def test_closed_in_opsgenie_resolves_and_acknowledging_is_an_option(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    sync = start(server_factory, fakes, ACKNOWLEDGE_IN_PAGERDUTY="true")
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+
+    opsgenie.user("acknowledge", alert)
+    sync.settle()
+    incident = pagerduty.incidents[incident_id]
+    assert incident.status == "acknowledged"
+    assert sync.pd_writes()[1:] == [("POST", f"/incidents/{incident_id}/notes"), ("PUT", f"/incidents/{incident_id}")]
+    assert sync.og_writes() == []  # PagerDuty's incident.acknowledged was our echo: not sent back
+
+    opsgenie.user("close", alert)
+    sync.settle()
+    assert (incident.status, incident.resolution) == ("resolved", "Closed in Opsgenie by alice@example.com")
+    assert sync.og_writes() == []
+
+
+def test_pagerduty_down_while_opsgenie_changes_then_all_applied_in_order_once(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+    pagerduty.down()
+    alert = opsgenie.user_create("API latency", priority="P3")
+    opsgenie.user("notes", alert, note="first")
+    opsgenie.user("acknowledge", alert)
+    opsgenie.user("notes", alert, note="second")
+    wait_until(lambda: len(sync.server.events()) == 4, 15, "the four Opsgenie webhooks stored")
+    waiting = wait_until(
+        lambda: [d for d in sync.server.deliveries() if d["status"] == "waiting"], 15, "notes waiting for the link"
+    )
+    assert len(waiting) == 3
+    shown = sync.server.cli("deliveries", "list").stdout
+    assert "waiting" in shown
+    time.sleep(1.5)  # a few failed attempts at the create
+    pagerduty.up()
+    sync.settle(timeout=60)
+
+    (incident,) = pagerduty.incidents.values()
+    assert incident.urgency == "low"
+    assert incident.notes == [
+        "alice@example.com in Opsgenie: first",
+        "Acknowledged in Opsgenie by alice@example.com",
+        "alice@example.com in Opsgenie: second",
+    ]
+    notes = ("POST", f"/incidents/{incident.id}/notes")
+    assert sync.pd_writes() == [("POST", "/incidents"), notes, notes, notes]
+    assert sync.og_writes() == []
+
+
+def test_opsgenie_down_while_pagerduty_changes_then_all_applied_in_order_once(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    opsgenie.down()
+    pagerduty.user_acts(incident_id, status="acknowledged")
+    pagerduty.user_acts(incident_id, note="one")
+    pagerduty.user_acts(incident_id, note="two")
+    pagerduty.user_acts(incident_id, status="resolved")
+    wait_until(
+        lambda: any(d["attempts"] >= 1 and d["status"] == "pending" for d in sync.server.deliveries()),
+        15,
+        "retries while Opsgenie is down",
+    )
+    time.sleep(1.0)
+    opsgenie.up()
+    sync.settle(timeout=60)
+
+    path = f"/v2/alerts/{alert.id}"
+    assert sync.og_writes() == [
+        ("POST", f"{path}/acknowledge"),
+        ("POST", f"{path}/notes"),
+        ("POST", f"{path}/notes"),
+        ("POST", f"{path}/close"),
+    ]
+    assert [n for _, n in alert.notes] == [
+        "Acknowledged in PagerDuty by Bob",
+        "Bob in PagerDuty: one",
+        "Bob in PagerDuty: two",
+        "Resolved in PagerDuty by Bob",
+    ]
+    assert alert.status == "closed"
+    assert sync.pd_writes() == [("POST", "/incidents")]
+
+
+def test_the_seeds_curl_commands(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """Seed 002's README examples, as written, with the credential the seed left out."""
+    sync = start(server_factory, fakes, PAGERDUTY_USER="Someone Else")
+    opsgenie, pagerduty = fakes
+    opsgenie.webhook_url = None  # only the curl commands talk to alertbridge here
+    pagerduty.webhook_url = None
+    server = sync.server
+
+    def ops(body: str) -> None:
+        answer = server.post(f"/ops-webhook?token={OG_TOKEN}", content=body.encode())
+        assert answer.status_code == 200, answer.text
+
+    integration = f'"integrationId":"{OG_INTEGRATION}"'
+    ops('{"action":"Create","alert":{"alertId":"test-123","message":"Test alert"},' + integration + "}")
+    sync.settle()
+    (incident,) = pagerduty.incidents.values()
+    assert (incident.title, incident.incident_key) == ("Test alert", "test-123")
+    ops(
+        '{"action":"AddNote","alert":{"alertId":"test-123","username":"test-user"},"note":"This is a test note",'
+        + integration
+        + "}"
+    )
+    ops('{"action":"Acknowledge","alert":{"alertId":"test-123","username":"test-user"},' + integration + "}")
+    ops('{"action":"UnAcknowledge","alert":{"alertId":"test-123","username":"test-user"},' + integration + "}")
+    sync.settle()
+    assert incident.notes == [
+        "test-user in Opsgenie: This is a test note",
+        "Acknowledged in Opsgenie by test-user",
+        "Unacknowledged in Opsgenie by test-user",
+    ]
+    # Without the token, or from another integration, nothing happens.
+    assert server.post("/ops-webhook", content=b'{"action":"Create","alert":{"alertId":"x"}}').status_code == 401
+    ops('{"action":"Create","alert":{"alertId":"other-1","message":"Other"},"integrationId":"another"}')
+    sync.settle()
+    assert len(pagerduty.incidents) == 1
+
+    def pd(event_id: str, event_type: str, status: str, extra: dict[str, Any] | None = None) -> None:
+        event = {
+            "id": event_id,
+            "event_type": event_type,
+            "resource_type": "incident",
+            "occurred_at": "2025-10-27T15:26:48.576Z",
+            "agent": {"id": "PAGENT123", "type": "user_reference", "summary": "Test User"},
+            "client": None,
+            "data": {
+                "id": "PDI123",
+                "type": "incident",
+                "status": status,
+                "incident_key": "test-123",
+                "title": "Test incident",
+                "service": {"id": "PSERVICE123", "type": "service_reference", "summary": "Test Service"},
+            },
+            **(extra or {}),
+        }
+        body = json.dumps({"event": event}).encode()
+        headers = {"x-pagerduty-signature": pagerduty_signature(body, PD_SECRET)}
+        assert server.post("/pd-webhook", content=body, headers=headers).status_code == 200
+
+    pd("01G3PQ97QLWWR8SGW2AT6K18HE", "incident.acknowledged", "acknowledged")
+    pd("01G3PQ97QLWWR8SGW2AT6K18HF", "incident.unacknowledged", "triggered")
+    pd(
+        "01G3PQ97QLWWR8SGW2AT6K18HG",
+        "incident.annotated",
+        "acknowledged",
+        {"note": {"id": "NOTE123", "content": "This is a test note from PagerDuty that should be synced to Opsgenie"}},
+    )
+    sync.settle()
+    calls = [(r.path, r.query.get("identifierType"), r.json) for r in opsgenie.requests if r.method == "POST"]
+    assert calls == [
+        (
+            "/v2/alerts/test-123/acknowledge",
+            "id",
+            {"user": "alertbridge", "source": "alertbridge", "note": "Acknowledged in PagerDuty by Test User"},
+        ),
+        (
+            "/v2/alerts/test-123/unacknowledge",
+            "id",
+            {"user": "alertbridge", "source": "alertbridge", "note": "Unacknowledged in PagerDuty by Test User"},
+        ),
+        (
+            "/v2/alerts/test-123/notes",
+            "id",
+            {
+                "note": "Test User in PagerDuty: This is a test note from PagerDuty that should be synced to Opsgenie",
+                "user": "alertbridge",
+                "source": "alertbridge",
+            },
+        ),
+    ]
+    # PAGERDUTY_USER's own changes are never synced back.
+    pd_body = {
+        "event": {
+            "id": "EVSELF",
+            "event_type": "incident.acknowledged",
+            "agent": {"id": "PX", "summary": "Someone Else"},
+            "data": {"id": "PDI123", "type": "incident", "incident_key": "test-123"},
+        }
+    }
+    raw = json.dumps(pd_body).encode()
+    server.post("/pd-webhook", content=raw, headers={"x-pagerduty-signature": pagerduty_signature(raw, PD_SECRET)})
+    sync.settle()
+    assert len([r for r in opsgenie.requests if r.method == "POST"]) == 3
+    (own,) = [e for e in sync.suppressed() if e["event"]["delivery_key"] == "EVSELF"]
+    assert "ignore_actors" in own["trace"][0]["why"]
