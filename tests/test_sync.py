@@ -348,3 +348,92 @@ def test_the_seeds_curl_commands(
     assert len([r for r in opsgenie.requests if r.method == "POST"]) == 3
     (own,) = [e for e in sync.suppressed() if e["event"]["delivery_key"] == "EVSELF"]
     assert "ignore_actors" in own["trace"][0]["why"]
+
+
+PD_TO_OPSGENIE = """
+endpoints:
+  - name: pagerduty
+    source: pagerduty
+    path: /pd-webhook
+    secret: ${PAGERDUTY_WEBHOOK_SECRET}
+  - name: opsgenie
+    source: opsgenie
+    path: /ops-webhook
+    username: opsgenie
+    password: ${OPSGENIE_WEBHOOK_TOKEN}
+targets:
+  - name: opsgenie
+    type: opsgenie
+    api_key: ${OPSGENIE_API_KEY}
+    url: ${OPSGENIE_API_URL}
+routes:
+  - name: mirror
+    match: { kind: incident.triggered }
+    actions:
+      - target: opsgenie
+        action: create
+        alias: "pd-{{ event.subject.id }}"
+  - name: acknowledge
+    match: { kind: incident.acknowledged }
+    actions:
+      - target: opsgenie
+        action: acknowledge
+"""
+
+
+def test_an_alert_created_in_opsgenie_is_confirmed_then_linked(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """Opsgenie applies a create later: alertbridge asks until it is done, then links the alert's id."""
+    opsgenie, pagerduty = fakes
+    opsgenie.process_delay = 0.8  # the first confirm finds the request not processed yet
+    env = {
+        "PAGERDUTY_WEBHOOK_SECRET": PD_SECRET,
+        "OPSGENIE_API_KEY": OG_KEY,
+        "OPSGENIE_API_URL": opsgenie.url,
+        "OPSGENIE_WEBHOOK_TOKEN": OG_TOKEN,
+    }
+    server = server_factory(PD_TO_OPSGENIE, env)
+    pagerduty.webhook_url = f"{server.url}/pd-webhook"
+    opsgenie.webhook_url = f"http://opsgenie:{OG_TOKEN}@127.0.0.1:{server.port}/ops-webhook"
+    sync = Sync(server, opsgenie, pagerduty)
+    pagerduty.add_incident("PQ1", "PSVC1", "Checkout errors")
+    pagerduty._webhook("incident.triggered", pagerduty.incidents["PQ1"], {"id": "PBOB", "summary": "Bob"})
+    sync.settle()
+
+    (alert,) = opsgenie.alerts.values()
+    assert (alert.message, alert.alias) == ("Checkout errors", "pd-PQ1")
+    confirms = [r for r in opsgenie.requests if r.path.startswith("/v2/alerts/requests/")]
+    assert len(confirms) >= 2  # asked again until Opsgenie had processed it
+    (create, confirm) = sorted(
+        (d for d in server.deliveries() if d["target"] == "opsgenie"), key=lambda d: d["created_at"]
+    )
+    assert (create["action"], confirm["action"], confirm["status"]) == ("create", "confirm", "delivered")
+    assert confirm["result"] == {"alert_id": alert.id}
+    # Opsgenie's Create webhook for our alert came back with basic auth, and was our echo.
+    assert [e["event"]["kind"] for e in sync.suppressed()] == ["alert.created"]
+
+    pagerduty.user_acts("PQ1", status="acknowledged")
+    sync.settle()
+    assert alert.acknowledged
+    assert (f"/v2/alerts/{alert.id}/acknowledge") in [r.path for r in opsgenie.requests]
+
+
+def test_opsgenie_endpoint_credentials(server_factory: Callable[..., Server]) -> None:
+    config = """
+endpoints:
+  - name: opsgenie
+    source: opsgenie
+    path: /ops-webhook
+    token: [new-token, old-token]
+"""
+    server = server_factory(config)
+    body = b'{"action":"CustomAction","alert":{"alertId":"a-1","message":"m"},"integrationId":"i"}'
+    assert server.post("/ops-webhook", content=body).status_code == 401
+    assert server.post("/ops-webhook?token=nope", content=body).status_code == 403
+    assert server.post("/ops-webhook", content=body, headers={"x-webhook-token": "old-token"}).status_code == 200
+    assert server.post("/ops-webhook?token=new-token", content=b'{"action":"x"}').status_code == 400
+    (event,) = server.events()
+    assert event["event"]["kind"] == "alert.custom_action"
+    assert server.metric("alertbridge_requests_refused_total", endpoint="opsgenie", reason="bad_token") == 1
+    assert "old-token" not in server.logs() and "nope" not in server.logs()
