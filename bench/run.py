@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
 TOKEN = "bench-token"
-ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3"]
+ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "sync"]
 PD_SECRET = "bench-pagerduty-secret"
 
 
@@ -199,6 +199,9 @@ def run(args: argparse.Namespace) -> dict:
                     results["alertbridge signed PagerDuty V3 ingest, paused"] = load(
                         "closed", port, "/webhooks/pagerduty", args, kind="pagerduty"
                     )
+        if "sync" in args.only:
+            out = subprocess.run([PYTHON, str(ROOT / "bench" / "sync.py")], check=True, capture_output=True, text=True)
+            results["sync"] = json.loads(out.stdout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
@@ -214,6 +217,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in results.items():
+        if name == "sync":
+            continue
         e2e_row = row.get("e2e")
         e2e_text = (
             f"{e2e_row['p50_ms']:.1f} / {e2e_row['p99_ms']:.1f} ({e2e_row['delivered']}/{e2e_row['sent']} delivered)"
@@ -225,6 +230,15 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
             f"| {name} | {row['rate']:.0f} | {row['rate'] / ceiling:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
             f"| {row['errors']} | {rss} | {e2e_text} |"
         )
+    sync = results.get("sync")
+    if sync:
+        lines += [
+            "",
+            f"Opsgenie → PagerDuty acknowledgement round trip ({sync['alerts']} alerts, one at a time, via the fakes):",
+            f"incident acknowledged in PagerDuty p50 {sync['acknowledged_p50_ms']:.0f} ms, p95 "
+            f"{sync['acknowledged_p95_ms']:.0f} ms; both echoes suppressed (quiet) p50 {sync['quiet_p50_ms']:.0f} ms, "
+            f"p95 {sync['quiet_p95_ms']:.0f} ms; calls sent back to Opsgenie: {sync['calls_back_to_opsgenie']}.",
+        ]
     return "\n".join(lines)
 
 
