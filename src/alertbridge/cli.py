@@ -227,7 +227,8 @@ def send(
 def _print_trace(trace: list[dict[str, Any]]) -> None:
     for step in trace:
         if "route" not in step:
-            out.print(f"  {step.get('result', step)}")
+            why = f": {step['why']}" if step.get("why") else ""
+            out.print(f"  {step.get('result', step)}{why}", markup=False, highlight=False)
             continue
         mark = "[green]✔ matched[/green]" if step["matched"] else "[dim]✘ no match[/dim]"
         out.print(f"  route [bold]{step['route']}[/bold]: {mark}")
@@ -238,6 +239,8 @@ def _print_trace(trace: list[dict[str, Any]]) -> None:
                 out.print(f"    [red]✘ {action['action']} → {action['target']}: {action['error']}[/red]")
                 continue
             extra = f" ({action['not_sent']})" if action.get("not_sent") else ""
+            if action.get("waiting"):
+                extra += f" (waiting {action['waiting']})"
             out.print(f"    → {action['action']} on [bold]{action['target']}[/bold]{extra}")
             out.print_json(json.dumps(action.get("fields", {}), default=str), indent=2)
 
@@ -245,7 +248,7 @@ def _print_trace(trace: list[dict[str, Any]]) -> None:
 @events_app.command("list")
 def events_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="received, routed, unmatched or failed.")] = None,
+    status: Annotated[str | None, typer.Option(help="received, routed, unmatched, failed or suppressed.")] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -310,7 +313,7 @@ def _delivery_table(deliveries: list[Any]) -> None:
 @deliveries_app.command("list")
 def deliveries_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="pending, in_flight, delivered or dead.")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, waiting, in_flight, delivered or dead.")] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
