@@ -114,7 +114,11 @@ class Ingress:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         request = Incoming(method, scope["path"], query, headers, body)
 
-        reply = endpoint.source.handshake(request, endpoint)
+        try:
+            reply = endpoint.source.handshake(request, endpoint)  # a handshake may check credentials itself
+        except Unauthorized as exc:
+            await refuse(exc.status, exc.reason, exc.message)
+            return
         if reply is not None:
             await _respond(send, reply.status, reply.body, head, media_type=reply.media_type)
             return

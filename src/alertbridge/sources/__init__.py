@@ -5,12 +5,12 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from alertbridge.config import Config, Located, errors_of
-from alertbridge.sources import agent, opsgenie, pagerduty, thena
+from alertbridge.sources import agent, generic, github, incidentio, opsgenie, pagerduty, slack, thena
 from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Reply, Source, Unauthorized
 
 __all__ = ["BadPayload", "Endpoint", "Incoming", "Reply", "Source", "Unauthorized", "get", "names"]
 
-_MODULES = (thena, pagerduty, opsgenie, agent)
+_MODULES = (thena, pagerduty, opsgenie, slack, github, incidentio, generic, agent)
 REGISTRY: dict[str, Source] = {module.SOURCE.name: module.SOURCE for module in _MODULES}
 
 
