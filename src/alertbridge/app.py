@@ -24,9 +24,11 @@ from alertbridge.ingress import Ingress
 from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
+from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources.base import Endpoint
 from alertbridge.store import Store, open_store, store_url
 from alertbridge.targets import ConfiguredTarget
+from alertbridge.team_api import team_api
 
 log = logs.get("alertbridge.app")
 
@@ -61,6 +63,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
     metrics = Metrics()
     rules = compile_rules(config)
     targets = target_types.configure(config)
+    teams = TeamDirectory(config)
     # Echoes can only come back from systems that send us webhooks.
     echo_systems = {e.source for e in config.endpoints}
     dispatcher = Dispatcher(
@@ -72,6 +75,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         rng=services.rng,
         transport_factory=services.transport_factory,
         echo_systems=echo_systems,
+        team_tokens={key: team.token.get_secret_value() for key, team in teams.teams.items()},
     )
     router = Router(
         store,
@@ -83,12 +87,17 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         ignore_actors={e.name: e.ignore_actors for e in config.endpoints},
         echo_systems=echo_systems,
         echo_window=config.delivery.echo_window,
+        teams=teams,
     )
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        if teams.enabled:
+            overridden = await store.provision_teams(*teams.provisioning(), services.clock())
+            for claim in overridden:
+                log.warning("claim_overridden", claim=claim, note="the configuration file decides")
         released = await store.release_claims()
         if released:
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
@@ -132,8 +141,10 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             return JSONResponse({"ok": False, "error": f"no endpoint at {request.url.path}"}, status_code=404)
         return JSONResponse({"ok": False, "error": str(getattr(exc, "detail", exc))}, status_code=status)
 
+    api = team_api(config, store, teams, services.clock)
     operator = Starlette(
         routes=[
+            *api,
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/health", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),

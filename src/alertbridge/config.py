@@ -186,6 +186,53 @@ class RouteConfig(Model):
     continue_: bool = Field(default=False, alias="continue")
 
 
+# A team's routing claims, as seed 004 writes them (plural keys), and the identifier each names.
+CLAIM_KINDS: dict[str, str] = {
+    "incidentio_team_ids": "incidentio_team_id",
+    "pagerduty_service_ids": "pagerduty_service_id",
+    "slack_channel_ids": "slack_channel_id",
+    "github_repos": "github_repo",
+    "coralogix_team_names": "coralogix_team_name",
+    "incidentio_alert_source_ids": "incidentio_alert_source_id",
+    "services": "service",
+}
+# Seed 004's lookup order: the most specific identifier decides when an event carries several.
+DEFAULT_PRIORITY = list(CLAIM_KINDS.values())
+
+
+class TeamConfig(Model):
+    """A team: who owns which routing identifiers, its token, and where its errors go."""
+
+    name: str
+    org: str | None = None
+    token: SecretStr  # the team's bearer token (GET/PUT /api/v1/config/me); sent to its agent; stored hashed
+    slack_channel: str | None = None  # where the team is told its agent could not be reached
+    routing: dict[str, list[str]] = {}
+
+    @field_validator("routing")
+    @classmethod
+    def _kinds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = [k for k in value if k not in CLAIM_KINDS]
+        if unknown:
+            raise ValueError(f"unknown routing key {unknown[0]!r}; known: {', '.join(CLAIM_KINDS)}")
+        return value
+
+
+class RoutingConfig(Model):
+    """How an event finds its team."""
+
+    priority: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIORITY))
+    internal_token: SecretStr | None = None  # for POST /api/v1/internal/routing/lookup
+
+    @field_validator("priority")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [k for k in value if k not in DEFAULT_PRIORITY]
+        if unknown:
+            raise ValueError(f"unknown identifier {unknown[0]!r}; known: {', '.join(DEFAULT_PRIORITY)}")
+        return value
+
+
 class Config(Model):
     store: str | None = None
     server: ServerConfig = ServerConfig()
@@ -194,6 +241,8 @@ class Config(Model):
     endpoints: list[EndpointConfig] = []
     targets: list[TargetConfig] = []
     routes: list[RouteConfig] = []
+    teams: list[TeamConfig] = []
+    routing: RoutingConfig = RoutingConfig()
 
     def endpoint(self, name: str) -> EndpointConfig:
         for endpoint in self.endpoints:
@@ -313,9 +362,34 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         located += sources.validate_endpoints(config)
         located += targets.validate_targets(config)
         located += routing.validate_routes(config)
+        located += validate_teams(config)
     if located:
         raise ConfigError(path, [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located])
     return config
+
+
+def validate_teams(config: Config) -> list[Located]:
+    """One name per team in an org, and one team per identifier per org (seed 004's rule)."""
+    problems: list[Located] = []
+    owners: dict[tuple[str, str, str], str] = {}
+    names: set[tuple[str, str]] = set()
+    for i, team in enumerate(config.teams):
+        org = team.org or config.server.org
+        if (org, team.name) in names:
+            problems.append((("teams", i, "name"), f"another team in org {org!r} is called {team.name!r}"))
+        names.add((org, team.name))
+        for key, values in team.routing.items():
+            for j, value in enumerate(values):
+                claim = (org, CLAIM_KINDS[key], value)
+                if claim in owners and owners[claim] != team.name:
+                    problems.append(
+                        (
+                            ("teams", i, "routing", key, j),
+                            f"{value!r} already belongs to team {owners[claim]!r}: an identifier has one team per org",
+                        )
+                    )
+                owners.setdefault(claim, team.name)
+    return problems
 
 
 def default_config() -> Config:

@@ -61,6 +61,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.team_lookups = Counter(
+            "alertbridge_team_lookups",
+            "Which-team lookups, by source and result (found, not_found)",
+            ["source", "result"],
+            registry=r,
+        )
+        self.team_events = Counter(
+            "alertbridge_team_events",
+            "Events routed to a team, by source, team and the identifier that matched",
+            ["source", "team", "matched_by"],
+            registry=r,
+        )
         self.in_flight = Gauge("alertbridge_deliveries_in_flight", "Deliveries being sent now", registry=r)
 
     def render(self) -> bytes:

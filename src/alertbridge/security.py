@@ -43,3 +43,9 @@ def signing_key(secret: str) -> bytes:
 def callback_token(secret: str, event_id: str) -> str:
     """What an agent presents (as a bearer token) to answer about `event_id` later."""
     return hmac.new(signing_key(secret), f"callback:{event_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def token_hash(token: str) -> str:
+    """How team tokens are stored: a SHA-256 digest. Tokens are long and random, so a fast hash is
+    enough to make a stolen database useless for calling the API (unlike a password)."""
+    return hashlib.sha256(token.encode()).hexdigest()

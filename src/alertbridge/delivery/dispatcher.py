@@ -27,6 +27,7 @@ from alertbridge.targets.base import Sending
 
 log = logs.get("alertbridge.dispatcher")
 
+ON_DEAD = "on_dead"  # an action's field: what to do once it is dead-lettered
 EXPIRY_EVERY = 30.0  # seconds between looks for deliveries that waited too long for a link
 IDLE_POLL = 0.5  # seconds between looks at the store when nothing wakes us (retries, replays, other processes)
 
@@ -47,8 +48,10 @@ class Dispatcher:
         rng: random.Random | None = None,
         transport_factory: Callable[[ConfiguredTarget], Transport] = default_transport,
         echo_systems: Collection[str] = (),
+        team_tokens: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.echo_systems = frozenset(echo_systems)
+        self.team_tokens = dict(team_tokens or {})
         self._next_expiry = 0.0
         self.store = store
         self.targets = targets
@@ -172,6 +175,8 @@ class Dispatcher:
 
         attempt = Attempt(delivery.id, number, started, finished - started, outcome.kind, status_code, outcome.message)
         follow_ups = self._follow_ups(delivery, outcome, finished) if result.status == "delivered" else []
+        if result.status == "dead":
+            follow_ups = self._on_dead(delivery, finished)
         links = []
         if result.status == "delivered" and outcome.created and delivery.event is not None:
             links = [(subject, made) for subject in refs(delivery.event) for made in outcome.created]
@@ -207,6 +212,28 @@ class Dispatcher:
                 **log_fields,
             )
 
+    def _on_dead(self, delivery: Delivery, now: float) -> list[NewDelivery]:
+        """The action a route asked for when this one is given up (tell the team in Slack), sent once:
+        its key is this delivery's, so a replay that dies again adds nothing."""
+        spec = delivery.fields.get(ON_DEAD)
+        if not isinstance(spec, dict) or spec.get("target") not in self.targets:
+            return []
+        fields = {k: v for k, v in spec.items() if k not in ("target", "action")}
+        return [
+            NewDelivery(
+                id=new_id(now),
+                org=delivery.org,
+                event_id=delivery.event_id,
+                route=f"{delivery.route} → {delivery.target} (dead)",
+                target=str(spec["target"]),
+                action=str(spec.get("action")),
+                fields=fields,
+                idempotency_key=f"dead:{delivery.id}",
+                order_key=None,
+                created_at=now,
+            )
+        ]
+
     def _follow_ups(self, delivery: Delivery, outcome: Outcome, now: float) -> list[NewDelivery]:
         """Deliveries a success asks for, keyed on this delivery so a repeated success adds none."""
         made = []
@@ -233,9 +260,12 @@ class Dispatcher:
         return made
 
     async def _send(self, target: ConfiguredTarget, delivery: Delivery) -> tuple[Outcome, int | None]:
-        sending = Sending(delivery.id, delivery.event, self.clock(), target.name, delivery.action)
+        team = delivery.fields.get("team")
+        team_token = self.team_tokens.get((delivery.org, str(team))) if team else None
+        sending = Sending(delivery.id, delivery.event, self.clock(), target.name, delivery.action, team_token)
+        fields = {k: v for k, v in delivery.fields.items() if k != ON_DEAD}
         try:
-            request = target.type.request(target.settings, delivery.action, delivery.fields, sending)
+            request = target.type.request(target.settings, delivery.action, fields, sending)
         except Exception as exc:
             return Outcome("permanent", f"cannot build the request: {type(exc).__name__}: {exc}"), None
         try:

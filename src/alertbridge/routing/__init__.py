@@ -49,6 +49,16 @@ def validate_routes(config: Config) -> list[Located]:
             if action.target not in known:
                 problems.append(((*aloc, "target"), f"no target named {action.target!r}"))
                 continue
+            on_dead = action.fields.get("on_dead")
+            if on_dead is not None:
+                if not isinstance(on_dead, dict) or on_dead.get("target") not in known:
+                    problems.append(((*aloc, "on_dead"), "on_dead needs a `target` (a configured target) and `action`"))
+                else:
+                    dead_kind = target_types.REGISTRY.get(known[on_dead["target"]])
+                    if dead_kind is not None and on_dead.get("action") not in dead_kind.actions:
+                        problems.append(
+                            ((*aloc, "on_dead", "action"), f"{dead_kind.name} has no action {on_dead.get('action')!r}")
+                        )
             kind = target_types.REGISTRY.get(known[action.target])
             if kind is not None and action.action not in kind.actions:
                 problems.append(

@@ -32,7 +32,9 @@ class _Lenient(dict[str, Any]):
         return None
 
 
-def context(event: Event, original: Event | None = None, links: Sequence[Ref] = ()) -> dict[str, Any]:
+def context(
+    event: Event, original: Event | None = None, links: Sequence[Ref] = (), team: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What templates see: the event, its labels, the event it answers (an agent's note), if any,
     and the objects in other systems linked to what it is about."""
     view = to_dict(event)
@@ -45,6 +47,7 @@ def context(event: Event, original: Event | None = None, links: Sequence[Ref] = 
         "labels": view["labels"],
         "original": to_dict(original) if original else None,
         "links": Links(subject[0] if subject else None, links),
+        "team": team,
     }
 
 
@@ -56,17 +59,20 @@ def decide(
     clock: Callable[[], float],
     original: Event | None = None,
     links: Sequence[Ref] = (),
+    team: Mapping[str, Any] | None = None,
 ) -> Decision:
-    view = context(event, original, links)
+    view = context(event, original, links, team)
     decision = Decision(status="unmatched")
     winner: str | None = None
+    # Conditions see the event's fields, and `team.*` when a team owns what it is about.
+    matchable = {**view["event"], "team": team} if team else view["event"]
     for route in routes:
         if winner is not None:
             decision.trace.append(
                 {"route": route.name, "matched": False, "reasons": [f"not tried: {winner!r} matched first"]}
             )
             continue
-        matched, reasons = route.check(view["event"])
+        matched, reasons = route.check(matchable)
         step: dict[str, Any] = {"route": route.name, "matched": matched, "reasons": reasons}
         decision.trace.append(step)
         if not matched:

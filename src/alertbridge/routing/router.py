@@ -13,12 +13,14 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from alertbridge import logs
 from alertbridge.events import Event, change_of, refs
 from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
+from alertbridge.routing.teams import TeamDirectory
 from alertbridge.store.base import Store
 from alertbridge.targets import ConfiguredTarget
 
@@ -40,7 +42,9 @@ class Router:
         ignore_actors: Mapping[str, Collection[str]] | None = None,
         echo_systems: Collection[str] = (),
         echo_window: float = 600.0,
+        teams: TeamDirectory | None = None,
     ) -> None:
+        self.teams = teams
         self.store = store
         self.rules = rules
         self.targets = targets
@@ -116,7 +120,29 @@ class Router:
             original = row.event if row else None
         subject = refs(event)
         linked = await self.store.links_of(event.org, subject) if self.uses_links and subject else []
-        return decide(event, self.rules.routes, self.targets, self.rules.templates, self.clock, original, linked)
+        team, step = await self._team(event)
+        decision = decide(
+            event, self.rules.routes, self.targets, self.rules.templates, self.clock, original, linked, team
+        )
+        if step is not None:
+            decision.trace.insert(0, step)
+        return decision
+
+    async def _team(self, event: Event) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The team that owns what the event is about, and the trace step that says how it was found."""
+        if self.teams is None or not self.teams.enabled:
+            return None, None
+        pairs = self.teams.identifiers_of(event)
+        match = await self.teams.find(self.store, event.org, pairs)
+        if match is None:
+            self.metrics.team_lookups.labels(event.source, "not_found").inc()
+            shown = ", ".join(f"{kind}={value!r}" for kind, value in pairs) or "none"
+            log.warning("no_team", event_id=event.id, source=event.source, identifiers=dict(pairs))
+            return None, {"team": None, "why": f"no team owns any of this event's identifiers ({shown})"}
+        self.metrics.team_lookups.labels(event.source, "found").inc()
+        self.metrics.team_events.labels(event.source, match.name, match.matched_by).inc()
+        step = {"team": match.name, "matched_by": match.matched_by, "identifier": match.identifier}
+        return match.view(), step
 
     async def _echo(self, event: Event) -> tuple[int | None, Decision | None]:
         """Is this webhook the echo of a change alertbridge made? (expectation id, the decision) if so."""

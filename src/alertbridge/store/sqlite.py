@@ -130,6 +130,29 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX echoes_delivery ON echoes (delivery_id);
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE teams (
+            org TEXT NOT NULL,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            provisioned INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (org, name)
+        );
+        CREATE TABLE identifiers (
+            org TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            team TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (org, kind, value)
+        );
+        CREATE INDEX identifiers_team ON identifiers (org, team);
+        """,
+    ),
 ]
 
 
@@ -675,6 +698,101 @@ class SQLiteStore:
                     other = (row[0], row[1], row[2])
                     if other not in found and other not in refs:
                         found.append(other)
+            return found
+
+        return await self._read(read)
+
+    # ---- teams
+
+    async def provision_teams(
+        self, teams: Sequence[tuple[str, str, str]], claims: Sequence[tuple[str, str, str, str]], now: float
+    ) -> list[str]:
+        """Make the configured teams and their claims current; returns claims of the API that lost to the file."""
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            for org, name, token_hash in teams:
+                conn.execute(
+                    "INSERT INTO teams (org, name, token_hash, provisioned, created_at) VALUES (?, ?, ?, 1, ?)"
+                    " ON CONFLICT (org, name) DO UPDATE SET token_hash = excluded.token_hash, provisioned = 1",
+                    (org, name, token_hash, now),
+                )
+            conn.execute("DELETE FROM identifiers WHERE origin = 'config'")
+            overridden = []
+            for org, kind, value, team in claims:
+                row = conn.execute(
+                    "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
+                ).fetchone()
+                if row and row[0] != team:
+                    overridden.append(f"{kind}={value} (claimed by {row[0]} through the API, given to {team})")
+                conn.execute(
+                    "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
+                    " VALUES (?, ?, ?, ?, 'config', ?)"
+                    " ON CONFLICT (org, kind, value) DO UPDATE SET team = excluded.team, origin = 'config'",
+                    (org, kind, value, team, now),
+                )
+            return overridden
+
+        return await self._write(write)
+
+    async def team_by_token(self, token_hash: str) -> tuple[str, str] | None:
+        row = await self._read(
+            lambda conn: conn.execute("SELECT org, name FROM teams WHERE token_hash = ?", (token_hash,)).fetchone()
+        )
+        return (row[0], row[1]) if row else None
+
+    async def claims_of(self, org: str, team: str) -> list[tuple[str, str, str]]:
+        """(kind, value, origin) of every identifier the team owns."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT kind, value, origin FROM identifiers WHERE org = ? AND team = ? ORDER BY kind, value",
+                (org, team),
+            ).fetchall()
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def set_claims(
+        self, org: str, team: str, claims: Mapping[str, Sequence[str]], now: float
+    ) -> list[tuple[str, str, str]]:
+        """Replace the team's claims of the given kinds; or, if any is another team's, change nothing
+        and return the conflicts as (kind, value, owner)."""
+
+        def write(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            conflicts = []
+            for kind, values in claims.items():
+                for value in values:
+                    row = conn.execute(
+                        "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
+                    ).fetchone()
+                    if row and row[0] != team:
+                        conflicts.append((kind, value, row[0]))
+            if conflicts:
+                return conflicts
+            for kind, values in claims.items():
+                conn.execute(
+                    "DELETE FROM identifiers WHERE org = ? AND team = ? AND kind = ? AND origin = 'api'",
+                    (org, team, kind),
+                )
+                for value in values:
+                    conn.execute(
+                        "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
+                        " VALUES (?, ?, ?, ?, 'api', ?) ON CONFLICT DO NOTHING",
+                        (org, kind, value, team, now),
+                    )
+            return []
+
+        return await self._write(write)
+
+    async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(kind, value, team) for each identifier of `pairs` that a team owns."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            found = []
+            for kind, value in pairs:
+                row = conn.execute(
+                    "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
+                ).fetchone()
+                if row:
+                    found.append((kind, value, row[0]))
             return found
 
         return await self._read(read)

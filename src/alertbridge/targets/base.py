@@ -53,6 +53,7 @@ class Sending:
     now: float
     target: str = ""  # the configured target's name, for follow-ups to itself
     action: str = ""
+    team_token: str | None = None  # the token of the team the delivery is for (`team` field), if any
 
 
 @dataclass(frozen=True)

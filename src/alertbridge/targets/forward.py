@@ -14,7 +14,7 @@ callback}`; `callback` is `{url, event_id, token}` when a callback URL is set.
 
 | action  | fields                                                                            |
 | ------- | --------------------------------------------------------------------------------- |
-| forward | context (any object, rendered: parameters for the agent, e.g. which agent to run) |
+| forward | context (any object, rendered: parameters for the agent, e.g. which agent to run), team (whose token to send) |
 
 The agent answers 2xx. When the answer's JSON holds a `note` string and `notes_to` is set, the
 note becomes a delivery of its own: a note on the PagerDuty incident the event is about.
@@ -55,6 +55,10 @@ class Settings(BaseModel):
     body: Literal["event", "raw"] = "event"
     notes_to: str | None = None
     callback_url: str | None = None
+    # Send the team's token (a delivery with a `team` field) in this header, e.g. `X-Team-Token`,
+    # or `Authorization` with `team_token_prefix: "Bearer "`.
+    team_token_header: str | None = None
+    team_token_prefix: str = ""
 
 
 ACTIONS: dict[str, dict[str, Any]] = {"forward": {}}
@@ -102,6 +106,8 @@ def request(settings: Settings, action: str, fields: Mapping[str, Any], sending:
     headers.update(
         {"content-type": "application/json", "webhook-id": sending.delivery_id, "webhook-timestamp": str(timestamp)}
     )
+    if settings.team_token_header and sending.team_token:
+        headers[settings.team_token_header] = settings.team_token_prefix + sending.team_token
     if settings.secret:
         headers["webhook-signature"] = sign(settings.secret.get_secret_value(), sending.delivery_id, timestamp, body)
     return OutgoingRequest("POST", settings.url, headers=headers, content=body)
