@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -70,10 +71,66 @@ def pagerduty_headers(payload: bytes, ticket: str) -> str:
 
 
 KIND = "thena"
+MIXED = ("slack", "github", "pagerduty", "incidentio")
+
+
+def slack_request(ticket: str) -> tuple[str, bytes, str]:
+    event = {"type": "app_mention", "channel": "C0A4967KRBM", "user": "U1", "text": f"Investigate {ticket}"}
+    payload = json.dumps({"type": "event_callback", "event_id": f"Ev{ticket}", "team_id": "T1", "event": event})
+    timestamp = str(int(time.time()))
+    secret = os.environ.get("SLACK_SECRET", "").encode()
+    signature = "v0=" + hmac.new(secret, f"v0:{timestamp}:{payload}".encode(), hashlib.sha256).hexdigest()
+    headers = f"X-Slack-Request-Timestamp: {timestamp}\r\nX-Slack-Signature: {signature}\r\n"
+    return "/webhooks/slack/events", payload.encode(), headers
+
+
+def github_request(ticket: str) -> tuple[str, bytes, str]:
+    payload = json.dumps(
+        {
+            "action": "opened",
+            "issue": {"number": 1, "title": f"Bug {ticket}", "html_url": "https://github.com/x/y/issues/1"},
+            "repository": {"full_name": "incidentfox/mono-repo"},
+            "sender": {"login": "octocat"},
+        }
+    ).encode()
+    secret = os.environ.get("GITHUB_SECRET", "").encode()
+    signature = "sha256=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
+    headers = f"X-GitHub-Event: issues\r\nX-GitHub-Delivery: {ticket}\r\nX-Hub-Signature-256: {signature}\r\n"
+    return "/webhooks/github", payload, headers
+
+
+def incidentio_request(ticket: str) -> tuple[str, bytes, str]:
+    kind = "public_alert.alert_created_v1"
+    resource = {"id": f"A{ticket}", "title": "5xx", "alert_source_id": "01KEGMSPPCKFPYHT2ZSNQ7WY3J", "status": "firing"}
+    payload = json.dumps({"event_type": kind, kind: resource}).encode()
+    timestamp = str(int(time.time()))
+    secret = os.environ.get("INCIDENTIO_SECRET", "whsec_")
+    key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    signed = f"msg_{ticket}.{timestamp}.".encode() + payload
+    signature = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    headers = f"webhook-id: msg_{ticket}\r\nwebhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n"
+    return "/webhooks/incidentio", payload, headers
+
+
+_counter = 0
 
 
 def request(path: str, ticket: str) -> bytes:
-    if KIND == "pagerduty":
+    global _counter
+    if KIND == "mixed":
+        _counter += 1
+        which = MIXED[_counter % len(MIXED)]
+        if which == "slack":
+            path, payload, extra = slack_request(ticket)
+        elif which == "github":
+            path, payload, extra = github_request(ticket)
+        elif which == "incidentio":
+            path, payload, extra = incidentio_request(ticket)
+        else:
+            path = "/webhooks/pagerduty"
+            payload = pagerduty_body(ticket)
+            extra = pagerduty_headers(payload, ticket)
+    elif KIND == "pagerduty":
         payload = pagerduty_body(ticket)
         extra = pagerduty_headers(payload, ticket)
     else:
@@ -202,7 +259,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--kind", choices=["thena", "pagerduty"], default="thena")
+    parser.add_argument("--kind", choices=["thena", "pagerduty", "mixed"], default="thena")
     args = parser.parse_args()
     global KIND
     KIND = args.kind

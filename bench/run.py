@@ -29,8 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
 TOKEN = "bench-token"
-ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "sync"]
+ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "mixed", "sync"]
 PD_SECRET = "bench-pagerduty-secret"
+SIGNING = {
+    "PD_SECRET": PD_SECRET,
+    "SLACK_SECRET": "bench-slack-secret",
+    "GITHUB_SECRET": "bench-github-secret",
+    "INCIDENTIO_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 
 
 def free_port() -> int:
@@ -54,22 +60,26 @@ def wait_ready(port: int, path: str = "/", timeout: float = 20) -> None:
 
 @contextlib.contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None, ready: str = "/") -> Iterator[int]:
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
+    # The server's log goes to a file: a pipe nobody reads would fill up and stall the server.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log
+        )
         try:
-            wait_ready(port, ready)
-        except RuntimeError:
-            proc.kill()
-            raise RuntimeError(f"{' '.join(args)} did not start:\n{proc.communicate()[1].decode()}") from None
-        yield proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            try:
+                wait_ready(port, ready)
+            except RuntimeError:
+                proc.kill()
+                proc.wait()
+                log.seek(0)
+                raise RuntimeError(f"{' '.join(args)} did not start:\n{log.read().decode()}") from None
+            yield proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def uvicorn(app: str, port: int, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[int]:
@@ -87,7 +97,7 @@ def alertbridge(config: Path, port: int, env: dict[str, str], workdir: Path) -> 
 def load(mode: str, port: int, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
     cmd = [PYTHON, str(ROOT / "bench" / "load.py"), mode, "--port", str(port), "--path", path, "--kind", kind]
     cmd += ["--connections", str(args.connections), "--duration", str(args.duration), "--rate", str(args.rate)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PD_SECRET": PD_SECRET})
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **SIGNING})
     return dict(json.loads(out.stdout))
 
 
@@ -155,6 +165,13 @@ def run(args: argparse.Namespace) -> dict:
         "PAGERDUTY_API_TOKEN": "bench-api-token",
         "PAGERDUTY_API_URL": f"http://127.0.0.1:{pd_port}",
         "AGENT_URL": f"http://127.0.0.1:{pd_port}/agent",
+        "SLACK_SIGNING_SECRET": SIGNING["SLACK_SECRET"],
+        "GITHUB_WEBHOOK_SECRET": SIGNING["GITHUB_SECRET"],
+        "INCIDENTIO_WEBHOOK_SECRET": SIGNING["INCIDENTIO_SECRET"],
+        "AGENT_SECRET": "bench-agent-secret",
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "INTERNAL_TOKEN": "bench-internal",
+        "TEAM_TOKEN_EXTEND_SRE": "bench-team-token",
     }
     thena_path = f"/thena/events?token={TOKEN}"
     bench_path = {"PYTHONPATH": str(ROOT / "bench")}
@@ -198,6 +215,12 @@ def run(args: argparse.Namespace) -> dict:
                 with alertbridge(config_file(workdir, "pagerduty-agent.yaml", True), port, env, workdir / "v3"):
                     results["alertbridge signed PagerDuty V3 ingest, paused"] = load(
                         "closed", port, "/webhooks/pagerduty", args, kind="pagerduty"
+                    )
+            if "mixed" in args.only:
+                port = free_port()
+                with alertbridge(config_file(workdir, "team-routing.yaml", True), port, env, workdir / "mixed"):
+                    results["alertbridge mixed Slack/GitHub/PagerDuty/incident.io ingest, paused"] = load(
+                        "closed", port, "/", args, kind="mixed"
                     )
         if "sync" in args.only:
             out = subprocess.run([PYTHON, str(ROOT / "bench" / "sync.py")], check=True, capture_output=True, text=True)

@@ -276,3 +276,44 @@ def test_the_answer_stays_fast_while_the_agent_is_slow(
         # Slack's budget is 3 s; with the agent hanging every answer still comes at once.
         assert max(took) < 1.0, took
         agent.release()
+
+
+SLACK_ONLY = """
+endpoints:
+  - { name: slack-events, source: slack, path: /webhooks/slack/events, signing_secret: "${SLACK_SIGNING_SECRET}" }
+targets:
+  - name: slack
+    type: slack
+    token: xoxb-test
+    url: ${SLACK_API_URL}
+    retry: { backoff_base: 0.2, backoff_cap: 5 }
+routes:
+  - name: echo-to-thread
+    match: { kind: slack.app_mention }
+    actions:
+      - target: slack
+        action: post
+        channel: "{{ event.identifiers.slack_channel_id }}"
+        thread_ts: "{{ event.subject.id.split(':')[1] }}"
+        text: "On it: {{ event.title }}"
+"""
+
+
+def test_slack_target_threads_and_honours_rate_limits(server_factory: Callable[..., Server], slack: FakeSlack) -> None:
+    env = {"SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5", "SLACK_API_URL": f"{slack.url}/api"}
+    server = server_factory(SLACK_ONLY, env)
+    slack.behave(429, headers={"Retry-After": "1"}, body={"ok": False, "error": "ratelimited"})
+    started = time.monotonic()
+    assert slack_post(server, "/webhooks/slack/events", app_mention()).status_code == 200
+    wait_until(lambda: slack.messages, 15, "the reply")
+    assert time.monotonic() - started >= 1.0  # Retry-After honoured
+    (message,) = slack.messages
+    assert (message["channel"], message["thread_ts"]) == ("C0A4967KRBM", "1795000000.000100")
+    assert message["text"] == "On it: <@U0BOT> Investigate error spike"
+    (delivery,) = server.deliveries("delivered")
+    assert delivery["result"]["ts"] == message["ts"]
+    # A refusal in the body is permanent, with Slack's words kept.
+    slack.channels.clear()
+    assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-9")).status_code == 200
+    wait_until(lambda: server.deliveries("dead"), 15, "the refused post dead-lettered")
+    assert server.deliveries("dead")[0]["last_error"] == "Slack: channel_not_found"

@@ -96,6 +96,8 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        for sender in [v for v in vars(self).values() if isinstance(v, WebhookSender)]:
+            sender.close()
 
     # ---- misbehaviour
 
@@ -175,7 +177,11 @@ class WebhookSender:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[str, bytes, dict[str, str]]] = queue.SimpleQueue()
         self.answers: list[int] = []
+        self.closed = False  # once its test is over: nothing more is sent (its port may serve another test)
         threading.Thread(target=self._run, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
 
     def send(self, url: str, payload: Any, headers: dict[str, str]) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -187,6 +193,8 @@ class WebhookSender:
         while True:
             url, body, headers = self._queue.get()
             for _ in range(40):
+                if self.closed:
+                    break
                 try:
                     status = httpx.post(
                         url, content=body, headers={"content-type": "application/json", **headers}, timeout=5
