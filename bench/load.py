@@ -260,6 +260,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--kind", choices=["thena", "pagerduty", "mixed"], default="thena")
+    parser.add_argument("--out", help="write the JSON here instead of standard output")
     args = parser.parse_args()
     global KIND
     KIND = args.kind
@@ -273,7 +274,11 @@ def main() -> None:
         result = asyncio.run(closed("127.0.0.1", args.port, args.path, args.connections, args.duration))
     else:
         result = asyncio.run(open_loop("127.0.0.1", args.port, args.path, args.rate, args.duration, args.connections))
-    print(json.dumps(result))
+    if args.out:
+        with open(args.out, "w") as file:
+            json.dump(result, file)
+    else:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

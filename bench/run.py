@@ -97,8 +97,9 @@ def alertbridge(config: Path, port: int, env: dict[str, str], workdir: Path) -> 
 def load(mode: str, port: int, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
     cmd = [PYTHON, str(ROOT / "bench" / "load.py"), mode, "--port", str(port), "--path", path, "--kind", kind]
     cmd += ["--connections", str(args.connections), "--duration", str(args.duration), "--rate", str(args.rate)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **SIGNING})
-    return dict(json.loads(out.stdout))
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([*cmd, "--out", out.name], check=True, env={**os.environ, **SIGNING})
+        return dict(json.loads(Path(out.name).read_text()))
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -166,7 +167,11 @@ class Router:
         return int(found["id"]), Decision("suppressed", [{"result": "echo suppressed", "why": why}])
 
 
+_LINKS = re.compile(r"\blinks\s*[.\[]")
+
+
 def _mentions_links(rules: Rules, targets: Mapping[str, ConfiguredTarget]) -> bool:
+    """Whether any template reads `links.…` (a field merely named "links" does not count)."""
     texts = [json.dumps([action.fields for action in route.actions], default=str) for route in rules.routes]
     texts += [json.dumps(t.type.actions) for t in targets.values()]
-    return any("links" in text for text in texts)
+    return any(_LINKS.search(text) for text in texts)
