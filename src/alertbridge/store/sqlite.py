@@ -13,7 +13,6 @@ SQLite serves one alertbridge process; for several replicas use PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import queue
 import sqlite3
@@ -221,8 +220,6 @@ class _Writer(threading.Thread):
         try:
             conn = _connect(self.path)
             migrate(conn)
-            # Checkpoints run on their own thread (_Checkpointer), not inside a commit that a sender waits for.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -249,9 +246,9 @@ class _Writer(threading.Thread):
         self.commits += 1
         self.jobs_done += len(batch)
         outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
-        inserts = [i for i, job in enumerate(batch) if job.events is not None]
         try:
             conn.execute("BEGIN IMMEDIATE")
+            inserts = [i for i, job in enumerate(batch) if job.events is not None]
             if inserts:
                 for i, result in zip(
                     inserts, _savepoint(conn, lambda: _insert_events(conn, batch, inserts)), strict=True
@@ -288,27 +285,6 @@ class _Writer(threading.Thread):
 
     def stop(self) -> None:
         self.jobs.put(None)
-
-
-class _Checkpointer(threading.Thread):
-    """Copies the WAL back into the database in the background (PASSIVE: never blocks the writer),
-    so no request waits behind a checkpoint's flush, and the WAL stays small."""
-
-    EVERY = 1.0
-
-    def __init__(self, path: str) -> None:
-        super().__init__(name="alertbridge-sqlite-checkpoint", daemon=True)
-        self.path = path
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        conn = _connect(self.path)
-        try:
-            while not self.stopped.wait(self.EVERY):
-                with contextlib.suppress(sqlite3.Error):  # busy or locked: the next round will do it
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            conn.close()
 
 
 def _settle_all(settled: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
@@ -478,7 +454,6 @@ class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.path = path_of(url)
         self._writer: _Writer | None = None
-        self._checkpointer: _Checkpointer | None = None
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertbridge-sqlite-read")
         self._local = threading.local()
 
@@ -494,13 +469,8 @@ class SQLiteStore:
         if writer.error is not None:
             raise StoreUnavailable(f"cannot open {self.path}: {writer.error}")
         self._writer = writer
-        self._checkpointer = _Checkpointer(self.path)
-        self._checkpointer.start()
 
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stopped.set()
-            self._checkpointer = None
         if self._writer is not None:
             self._writer.stop()
             await asyncio.to_thread(self._writer.join, 10)
