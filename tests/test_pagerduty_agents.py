@@ -416,3 +416,34 @@ def test_seed_003_example_runs_with_the_seeds_variables(
         wait_until(lambda: len(pagerduty.incidents["PGR0VU2"].notes) == 2, 15, "notes on the API incident")
         wait_until(lambda: pagerduty.incidents["PDBINC"].notes, 15, "the note on the database incident")
         assert pagerduty.validation_errors == []
+
+
+RAW_CONFIG = """
+endpoints:
+  - name: pagerduty
+    source: pagerduty
+    path: /webhooks/pagerduty
+    secret: ${PD_SECRET}
+targets:
+  - name: agent
+    type: forward
+    url: ${AGENT_URL}
+    secret: ${AGENT_SECRET}
+    body: raw
+routes:
+  - name: everything
+    match: {}
+    actions: [{ target: agent, action: forward }]
+"""
+
+
+def test_a_forward_can_carry_the_raw_payload(
+    server_factory: Callable[..., Server], pagerduty: FakePagerDutyREST
+) -> None:
+    with FakeAgent(AGENT_SECRET, mode="silent") as agent:
+        server = start(server_factory, RAW_CONFIG, pagerduty, agent)
+        body = v3("incident.triggered")
+        assert send(server, body, "wh-raw").status_code == 200
+        wait_until(lambda: agent.requests, 15, "the forward")
+        assert json.loads(agent.requests[0].body) == json.loads(body)  # what PagerDuty sent, not the event
+        assert agent.verified == [True]  # signed over the raw bytes it carries

@@ -27,6 +27,18 @@ OG_INTEGRATION = "ccb77fcc-3474-4ee3-8140-300926635ed1"
 OG_TOKEN = "og-webhook-token"
 
 
+# Exactly the seed's .env variables.
+SEED_VARIABLES = {
+    "PAGERDUTY_API_KEY": PD_KEY,
+    "PAGERDUTY_SERVICE_ID": "PSVC1",
+    "PAGERDUTY_WEBHOOK_SECRET": PD_SECRET,
+    "PAGERDUTY_EMAIL": PD_EMAIL,
+    "PAGERDUTY_USER": "",
+    "OPSGENIE_API_KEY": OG_KEY,
+    "OPSGENIE_INTEGRATION_ID": OG_INTEGRATION,
+}
+
+
 class Sync:
     def __init__(self, server: Server, opsgenie: FakeOpsgenie, pagerduty: FakePagerDutyREST) -> None:
         self.server, self.opsgenie, self.pagerduty = server, opsgenie, pagerduty
@@ -79,19 +91,16 @@ def start(
 ) -> Sync:
     opsgenie, pagerduty = fakes
     env = {
-        "PAGERDUTY_API_KEY": PD_KEY,
-        "PAGERDUTY_SERVICE_ID": "PSVC1",
-        "PAGERDUTY_WEBHOOK_SECRET": PD_SECRET,
-        "PAGERDUTY_EMAIL": PD_EMAIL,
-        "OPSGENIE_API_KEY": OG_KEY,
-        "OPSGENIE_INTEGRATION_ID": OG_INTEGRATION,
-        "OPSGENIE_WEBHOOK_TOKEN": OG_TOKEN,
+        **SEED_VARIABLES,
+        # where the fakes are (optional variables of the example: the real services by default)
         "PAGERDUTY_API_URL": pagerduty.url,
         "OPSGENIE_API_URL": opsgenie.url,
         **extra,
     }
     server = server_factory(EXAMPLES / "opsgenie-pagerduty.yaml", env)
-    opsgenie.webhook_url = f"{server.url}/ops-webhook?token={OG_TOKEN}"
+    # The Opsgenie webhook integration sends the API key as a custom header: no new secret needed.
+    opsgenie.webhook_url = f"{server.url}/ops-webhook"
+    opsgenie.webhook_headers = {"Authorization": f"GenieKey {OG_KEY}"}
     pagerduty.webhook_url = f"{server.url}/pd-webhook"
     return Sync(server, opsgenie, pagerduty)
 
@@ -253,7 +262,8 @@ def test_the_seeds_curl_commands(
     server = sync.server
 
     def ops(body: str) -> None:
-        answer = server.post(f"/ops-webhook?token={OG_TOKEN}", content=body.encode())
+        # The seed's curl, plus the header the Opsgenie integration is set to send.
+        answer = server.post("/ops-webhook", content=body.encode(), headers={"Authorization": f"GenieKey {OG_KEY}"})
         assert answer.status_code == 200, answer.text
 
     integration = f'"integrationId":"{OG_INTEGRATION}"'
@@ -274,8 +284,12 @@ def test_the_seeds_curl_commands(
         "Acknowledged in Opsgenie by test-user",
         "Unacknowledged in Opsgenie by test-user",
     ]
-    # Without the token, or from another integration, nothing happens.
-    assert server.post("/ops-webhook", content=b'{"action":"Create","alert":{"alertId":"x"}}').status_code == 401
+    # Without the credential, or with another key, or from another integration, nothing happens.
+    create = b'{"action":"Create","alert":{"alertId":"x"}}'
+    assert server.post("/ops-webhook", content=create).status_code == 401
+    assert server.post("/ops-webhook", content=create, headers={"Authorization": "GenieKey other"}).status_code == 403
+    # OPSGENIE_WEBHOOK_TOKEN is not set here, so an empty ?token= is no credential either.
+    assert server.post("/ops-webhook?token=", content=create).status_code == 401
     ops('{"action":"Create","alert":{"alertId":"other-1","message":"Other"},"integrationId":"another"}')
     sync.settle()
     assert len(pagerduty.incidents) == 1

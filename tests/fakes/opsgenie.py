@@ -63,6 +63,7 @@ class FakeOpsgenie(FakeServer):
         self.api_key = api_key
         self.integration_id = integration_id
         self.webhook_url: str | None = None
+        self.webhook_headers: dict[str, str] = {}  # the integration's custom headers
         self.process_delay = 0.05
         self.alerts: dict[str, Alert] = {}
         self.processed: dict[str, dict[str, Any]] = {}
@@ -240,4 +241,4 @@ class FakeOpsgenie(FakeServer):
             "alertFlowContext": {"requestId": request_id or str(uuid.uuid4()), "traceId": str(uuid.uuid4())},
         }
         self.webhooks_sent.append(payload)
-        self._outbox.send(self.webhook_url, payload, {})
+        self._outbox.send(self.webhook_url, payload, dict(self.webhook_headers))

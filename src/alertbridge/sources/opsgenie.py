@@ -2,7 +2,8 @@
 
 Opsgenie signs nothing, so the endpoint must be given a credential, and the webhook
 integration is set up to send it: a token as `?token=` on the URL, in a custom header
-(`X-Webhook-Token` by default, or `Authorization: Bearer …`), or HTTP basic auth
+(`X-Webhook-Token` by default, or `Authorization: Bearer …`), the Opsgenie API key alertbridge
+already holds as a custom header `Authorization: GenieKey <key>` (`api_key`), or HTTP basic auth
 (`username`/`password`, as `https://user:pass@host/…`). Missing → 401, wrong → 403.
 
 Opsgenie sends no delivery id. The key is the request id Opsgenie gives the change
@@ -57,20 +58,29 @@ class Settings(BaseModel):
     token_header: str = "x-webhook-token"
     username: str | None = None
     password: SecretStr | None = None
+    # The Opsgenie API key alertbridge already holds, accepted as `Authorization: GenieKey <key>`
+    # (a custom header of the webhook integration), so a setup needs no secret of its own.
+    api_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _some_credential(self) -> Settings:
-        if self.token is None and self.password is None:
-            raise ValueError("an Opsgenie endpoint needs a credential: `token`, or `username` and `password`")
+        if not self.tokens() and self.password is None and not self.genie_key():
+            raise ValueError(
+                "an Opsgenie endpoint needs a credential: `token`, `api_key`, or `username` and `password`"
+            )
         if (self.username is None) != (self.password is None):
             raise ValueError("basic auth needs both `username` and `password`")
         return self
 
     def tokens(self) -> list[str]:
+        """The configured tokens; an empty one (an unset `${VAR:-}`) is no token at all."""
         if self.token is None:
             return []
         values = self.token if isinstance(self.token, list) else [self.token]
-        return [value.get_secret_value() for value in values]
+        return [value.get_secret_value() for value in values if value.get_secret_value()]
+
+    def genie_key(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key and self.api_key.get_secret_value() else None
 
 
 KINDS = {
@@ -104,6 +114,11 @@ def kind_of(action: str) -> str:
 def verify(request: Incoming, endpoint: Endpoint) -> None:
     settings: Settings = endpoint.settings
     auth = request.headers.get("authorization", "")
+    key = settings.genie_key()
+    if key and auth[:9].lower() == "geniekey ":
+        if not same_secret(auth[9:].strip(), key):
+            raise Unauthorized(403, "bad_token", "the GenieKey is not this integration's API key")
+        return
     if settings.password is not None and auth[:6].lower() == "basic ":
         try:
             user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
