@@ -317,3 +317,84 @@ def test_slack_target_threads_and_honours_rate_limits(server_factory: Callable[.
     assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-9")).status_code == 200
     wait_until(lambda: server.deliveries("dead"), 15, "the refused post dead-lettered")
     assert server.deliveries("dead")[0]["last_error"] == "Slack: channel_not_found"
+
+
+EVERY_IDENTIFIER = """
+server: { org: acme }
+endpoints:
+  - { name: slack-events, source: slack, path: /slack, signing_secret: "${SLACK_SIGNING_SECRET}" }
+  - { name: github, source: github, path: /github, secret: "${GITHUB_WEBHOOK_SECRET}" }
+  - { name: pagerduty, source: pagerduty, path: /pagerduty, secret: pd-secret }
+  - { name: incidentio, source: incidentio, path: /incidentio, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }
+  - name: coralogix
+    source: generic
+    path: /coralogix
+    token: cx-token
+    fields:
+      title: name
+      service: service
+      identifiers: { coralogix_team_name: team }
+teams:
+  - { name: t-incidentio-team, token: tok-1, routing: { incidentio_team_ids: [01TEAM] } }
+  - { name: t-pagerduty, token: tok-2, routing: { pagerduty_service_ids: [PSVC9] } }
+  - { name: t-slack, token: tok-3, routing: { slack_channel_ids: [C0A4967KRBM] } }
+  - { name: t-github, token: tok-4, routing: { github_repos: [acme/api] } }
+  - { name: t-coralogix, token: tok-5, routing: { coralogix_team_names: [otel-demo] } }
+  - { name: t-alert-source, token: tok-6, routing: { incidentio_alert_source_ids: [01SRC] } }
+  - { name: t-service, token: tok-7, routing: { services: [checkout] } }
+targets:
+  - { name: agent, type: forward, url: "${AGENT_URL}", secret: "${AGENT_SECRET}", team_token_header: X-Team-Token }
+routes:
+  - name: to-team
+    match: { team.name: { exists: true } }
+    actions: [{ target: agent, action: forward, team: "{{ team.name }}", context: { by: "{{ team.matched_by }}" } }]
+"""
+
+
+def test_every_identifier_routes_to_its_team(server_factory: Callable[..., Server]) -> None:
+    with FakeAgent(AGENT_SECRET, mode="silent") as agent:
+        env = {
+            "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5",
+            "GITHUB_WEBHOOK_SECRET": "It's a Secret to Everybody",
+            "AGENT_URL": f"{agent.url}/agent",
+            "AGENT_SECRET": AGENT_SECRET,
+        }
+        server = server_factory(EVERY_IDENTIFIER, env)
+
+        def incidentio(kind: str, resource: dict[str, Any], message_id: str) -> None:
+            payload = {"event_type": kind, kind: resource}
+            body = json.dumps(payload)
+            now = dt.datetime.now(dt.UTC)
+            signature = Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").sign(message_id, now, body)
+            stamp = str(int(now.timestamp()))
+            headers = {"webhook-id": message_id, "webhook-timestamp": stamp, "webhook-signature": signature}
+            assert server.client.post("/incidentio", content=body.encode(), headers=headers).status_code == 200
+
+        incidentio("public_incident.incident_created_v2", {"id": "I1", "name": "x", "team_ids": ["01TEAM"]}, "m1")
+        incidentio("public_alert.alert_created_v1", {"id": "A1", "title": "y", "alert_source_id": "01SRC"}, "m2")
+        assert slack_post(server, "/slack", app_mention()).status_code == 200
+        issue = {"action": "opened", "repository": {"full_name": "acme/api"}}
+        assert github_post(server, "issues", issue, path="/github").status_code == 200
+        incident = {"id": "P1", "type": "incident", "service": {"id": "PSVC9"}}
+        body = json.dumps({"event": {"id": "E1", "event_type": "incident.triggered", "data": incident}}).encode()
+        headers = {"x-pagerduty-signature": pagerduty_signature(body, "pd-secret")}
+        assert server.post("/pagerduty", content=body, headers=headers).status_code == 200
+        for n, (team, service) in enumerate([("otel-demo", "unknown-svc"), ("nobody", "checkout")]):
+            cx = {"name": f"alert {n}", "team": team, "service": service}
+            assert server.post("/coralogix?token=cx-token", body=cx).status_code == 200
+        wait_until(lambda: len(agent.forwards) == 7, 15, "seven forwards")
+        pairs = zip(agent.forwards, agent.requests, strict=True)
+        routed = {f["context"]["by"]: r.headers["x-team-token"] for f, r in pairs}
+        assert routed == {
+            "github_repo": "tok-4",
+            "incidentio_team_id": "tok-1",
+            "incidentio_alert_source_id": "tok-6",
+            "slack_channel_id": "tok-3",
+            "pagerduty_service_id": "tok-2",
+            "coralogix_team_name": "tok-5",
+            "service": "tok-7",
+        }
+        delivered = server.metric(
+            "alertbridge_team_deliveries_total", source="slack", team="t-slack", outcome="success"
+        )
+        assert delivered == 1

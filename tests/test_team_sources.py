@@ -174,7 +174,9 @@ def test_the_seeds_slack_example_and_interactions(server: Server) -> None:
     assert click["subject"] == {"system": "slack", "type": "message", "id": "C0A4967KRBM:1795000000.000200"}
 
 
-def github_post(server: Server, name: str, payload: Any, delivery: str | None = None) -> Any:
+def github_post(
+    server: Server, name: str, payload: Any, delivery: str | None = None, path: str = "/webhooks/github"
+) -> Any:
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {
@@ -184,7 +186,7 @@ def github_post(server: Server, name: str, payload: Any, delivery: str | None = 
         "content-type": "application/json",
         "user-agent": "GitHub-Hookshot/044aadd",
     }
-    return server.client.post("/webhooks/github", content=body, headers=headers)
+    return server.client.post(path, content=body, headers=headers)
 
 
 def github_examples() -> dict[str, list[dict[str, Any]]]:

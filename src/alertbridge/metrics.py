@@ -73,6 +73,19 @@ class Metrics:
             ["source", "team", "matched_by"],
             registry=r,
         )
+        self.team_deliveries = Counter(
+            "alertbridge_team_deliveries",
+            "Attempts of deliveries for a team (forwards to its agent), by source, team and outcome",
+            ["source", "team", "outcome"],
+            registry=r,
+        )
+        self.team_end_to_end_seconds = Histogram(
+            "alertbridge_team_end_to_end_seconds",
+            "From receiving an event to its delivery for a team landing, by source and team",
+            ["source", "team"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("alertbridge_deliveries_in_flight", "Deliveries being sent now", registry=r)
 
     def render(self) -> bytes:

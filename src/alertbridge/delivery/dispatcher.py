@@ -191,6 +191,13 @@ class Dispatcher:
         self.metrics.send_seconds.labels(delivery.target).observe(finished - started)
         if result.status == "delivered" and delivery.event_received_at:
             self.metrics.end_to_end_seconds.labels(delivery.target).observe(finished - delivery.event_received_at)
+        team = delivery.fields.get("team")
+        if team:
+            source = delivery.event.source if delivery.event else "-"
+            self.metrics.team_deliveries.labels(source, str(team), label).inc()
+            if result.status == "delivered" and delivery.event_received_at:
+                elapsed = finished - delivery.event_received_at
+                self.metrics.team_end_to_end_seconds.labels(source, str(team)).observe(elapsed)
         log_fields = dict(
             delivery=delivery.id,
             event_id=delivery.event_id,
