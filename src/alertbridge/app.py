@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from alertbridge import logs, sources
 from alertbridge import targets as target_types
+from alertbridge.admin_api import admin_api
 from alertbridge.config import Config
 from alertbridge.delivery.dispatcher import Dispatcher, default_transport
 from alertbridge.delivery.transport import Transport
@@ -145,6 +146,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
     operator = Starlette(
         routes=[
             *api,
+            Mount("/api/v1", admin_api(config, store, services.clock)),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/health", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),

@@ -367,6 +367,36 @@ def deliveries_show(
     out.print(table)
 
 
+tokens_app = typer.Typer(help="API tokens for the admin API (/api/v1).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="What the token is for, e.g. ci or grafana.")] = "admin",
+    org: Annotated[str | None, typer.Option(help="The org it sees (default: the server's org).")] = None,
+    role: Annotated[str, typer.Option(help="viewer (reads), member or admin (also replay).")] = "admin",
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Make an API token. It is shown once and kept only as a hash."""
+    import secrets as random_secrets
+
+    from alertbridge.admin_api import ROLES
+    from alertbridge.security import token_hash
+
+    if role not in ROLES:
+        err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")
+        raise typer.Exit(2)
+    settings, _ = _config(config)
+    chosen_org = org or settings.server.org
+    token = "ab_" + random_secrets.token_urlsafe(32)
+    _with_store(store, settings, lambda s: s.create_token(chosen_org, name, role, token_hash(token), time.time()))
+    if sys.stdout.isatty():
+        err.print(f"API token [bold]{escape(name)}[/bold] ({role}, org {escape(chosen_org)}); shown once:")
+    print(token)
+
+
 @app.command()
 def replay(
     ids: Annotated[list[str], typer.Argument(help="Delivery ids, or event ids (all their deliveries).")],

@@ -153,6 +153,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX identifiers_team ON identifiers (org, team);
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX events_org ON events (org, seq);
+        CREATE INDEX deliveries_org ON deliveries (org, seq);
+        """,
+    ),
 ]
 
 
@@ -414,6 +429,14 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
             ).fetchone()
             existing.append(row[0])
     return existing
+
+
+def _filters(pairs: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """A WHERE clause from (condition, value) pairs whose value is given."""
+    used = [(clause, value) for clause, value in pairs if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
 
 
 def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> list[str]:
@@ -702,6 +725,25 @@ class SQLiteStore:
 
         return await self._read(read)
 
+    # ---- API tokens
+
+    async def create_token(self, org: str, name: str, role: str, token_hash: str, now: float) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO api_tokens (org, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (org, name, role, token_hash, now),
+            )
+        )
+
+    async def token_lookup(self, token_hash: str) -> tuple[str, str, str] | None:
+        """(org, role, name) of an API token, by its hash."""
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT org, role, name FROM api_tokens WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        )
+        return (row[0], row[1], row[2]) if row else None
+
     # ---- teams
 
     async def provision_teams(
@@ -823,48 +865,65 @@ class SQLiteStore:
 
     # ---- operators
 
-    async def list_events(self, limit: int = 50, status: str | None = None) -> list[EventRow]:
-        sql = "SELECT data, status, trace, routed_at FROM events"
-        params: list[Any] = []
-        if status:
-            sql += " WHERE status = ?"
-            params.append(status)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+    async def list_events(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        org: str | None = None,
+        source: str | None = None,
+        kind: str | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[EventRow]:
+        clauses, params = _filters(
+            [
+                ("org = ?", org),
+                ("status = ?", status),
+                ("source = ?", source),
+                ("kind = ?", kind),
+                ("endpoint = ?", endpoint),
+                ("received_at >= ?", since),
+                ("received_at < ?", until),
+            ]
+        )
+        sql = f"SELECT data, status, trace, routed_at FROM events{clauses} ORDER BY seq DESC LIMIT ?"
+        rows = await self._read(lambda conn: conn.execute(sql, [*params, limit]).fetchall())
         return [_event_row(row) for row in rows]
 
-    async def get_event(self, event_id: str) -> EventRow | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT data, status, trace, routed_at FROM events WHERE id = ?", (event_id,)
-            ).fetchone()
-        )
+    async def get_event(self, event_id: str, org: str | None = None) -> EventRow | None:
+        clauses, params = _filters([("id = ?", event_id), ("org = ?", org)])
+        sql = f"SELECT data, status, trace, routed_at FROM events{clauses}"
+        row = await self._read(lambda conn: conn.execute(sql, params).fetchone())
         return _event_row(row) if row else None
 
     async def list_deliveries(
-        self, limit: int = 50, status: str | None = None, event_id: str | None = None
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        event_id: str | None = None,
+        *,
+        org: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
     ) -> list[Delivery]:
-        sql = "SELECT * FROM deliveries"
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status:
-            clauses.append("status = ?")
-            params.append(status)
-        if event_id:
-            clauses.append("event_id = ?")
-            params.append(event_id)
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        clauses, params = _filters(
+            [
+                ("status = ?", status),
+                ("event_id = ?", event_id),
+                ("org = ?", org),
+                ("target = ?", target),
+                ("created_at >= ?", since),
+            ]
+        )
+        sql = f"SELECT * FROM deliveries{clauses} ORDER BY seq DESC LIMIT ?"
+        rows = await self._read(lambda conn: conn.execute(sql, [*params, limit]).fetchall())
         return [_delivery(row) for row in rows]
 
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        row = await self._read(
-            lambda conn: conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        )
+    async def get_delivery(self, delivery_id: str, org: str | None = None) -> Delivery | None:
+        clauses, params = _filters([("id = ?", delivery_id), ("org = ?", org)])
+        row = await self._read(lambda conn: conn.execute(f"SELECT * FROM deliveries{clauses}", params).fetchone())
         return _delivery(row) if row else None
 
     async def attempts(self, delivery_id: str) -> list[Attempt]:
@@ -877,7 +936,7 @@ class SQLiteStore:
         )
         return [Attempt(*tuple(row)) for row in rows]
 
-    async def replay(self, ids: Sequence[str], now: float) -> list[str]:
+    async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
         """Make deliveries (or every delivery of an event) pending again, due now, with a fresh budget."""
 
         def write(conn: sqlite3.Connection) -> list[str]:
@@ -885,8 +944,9 @@ class SQLiteStore:
             for item in ids:
                 rows = conn.execute(
                     "SELECT id FROM deliveries"
-                    " WHERE (id = ? OR event_id = ?) AND status NOT IN ('in_flight', 'waiting')",
-                    (item, item),
+                    " WHERE (id = ? OR event_id = ?) AND status NOT IN ('in_flight', 'waiting')"
+                    "   AND (? IS NULL OR org = ?)",
+                    (item, item, org, org),
                 ).fetchall()
                 for row in rows:
                     conn.execute(
