@@ -110,3 +110,36 @@ def test_replay_with_a_preview_by_selection_and_roles(server: Server, pagerduty:
     assert (done["count"], done["replayed"]) == (3, True)
     wait_until(lambda: len(pagerduty.incidents) == 3, 15, "the three replayed")
     assert client.post("/api/v1/replay", json={}, headers=acme).status_code == 422
+
+
+def test_schemathesis_finds_no_server_error(server: Server) -> None:
+    """Every operation of the OpenAPI description, fuzzed: no answer is a 5xx."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    headers = token(server, "acme")
+    assert server.post("/a/thena?token=tok-a", ticket(1)).status_code == 200
+    cli = Path(sys.executable).parent / "schemathesis"
+    result = subprocess.run(
+        [
+            str(cli),
+            "run",
+            f"{server.url}/api/v1/openapi.json",
+            "--url",
+            f"{server.url}/api/v1",
+            "--header",
+            f"Authorization:{headers['Authorization']}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "passed" in result.stdout
