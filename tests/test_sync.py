@@ -392,6 +392,14 @@ routes:
     actions:
       - target: opsgenie
         action: acknowledge
+  - name: close-by-alias
+    match: { kind: incident.resolved }
+    actions:
+      - target: opsgenie
+        action: close
+        alert_id: ""
+        alias: "pd-{{ event.subject.id }}"
+        note: "resolved in PagerDuty"
 """
 
 
@@ -431,6 +439,14 @@ def test_an_alert_created_in_opsgenie_is_confirmed_then_linked(
     sync.settle()
     assert alert.acknowledged
     assert (f"/v2/alerts/{alert.id}/acknowledge") in [r.path for r in opsgenie.requests]
+
+    # By alias: Opsgenie is told which kind of identifier it is given.
+    pagerduty.user_acts("PQ1", status="resolved")
+    sync.settle()
+    assert alert.status == "closed"
+    close = next(r for r in opsgenie.requests if r.path.endswith("/close"))
+    assert (close.path, close.query) == ("/v2/alerts/pd-PQ1/close", {"identifierType": "alias"})
+    assert opsgenie.validation_errors == []
 
 
 def test_opsgenie_endpoint_credentials(server_factory: Callable[..., Server]) -> None:
