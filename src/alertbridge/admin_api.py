@@ -28,6 +28,7 @@ class Principal(BaseModel):
     org: str
     role: str
     name: str
+    user: str | None = None  # the user a token was made for (the inbox is per user)
 
 
 class EventOut(BaseModel):
@@ -114,6 +115,49 @@ class RouteOut(BaseModel):
     read_only: bool = True
 
 
+class NotificationOut(BaseModel):
+    id: int
+    key: str
+    title: str
+    body: str | None = None
+    link: str | None = None
+    data: dict[str, Any]
+    event_id: str | None = None
+    created_at: float
+    updated_at: float
+    read_at: float | None = None
+
+
+class UnreadOut(BaseModel):
+    unread: int
+
+
+class IncidentIn(BaseModel):
+    from_notification: int | None = None
+    title: str | None = Field(default=None, max_length=1024)
+    description: str | None = None
+    urgency: Literal["high", "medium", "low"] | None = None
+    criticality: Literal["high", "medium", "low"] | None = None
+    status: Literal["open", "investigating", "resolved"] | None = None
+    customer: str | None = None
+    tags: list[str] | None = None
+
+
+class IncidentOut(BaseModel):
+    id: int
+    key: str | None = None
+    title: str
+    description: str | None = None
+    urgency: str | None = None
+    criticality: str | None = None
+    status: str | None = None
+    customer: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    created_by: str | None = None
+    created_at: float
+    updated_at: float
+
+
 class TeamOut(BaseModel):
     name: str
     org: str
@@ -164,8 +208,8 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
         found = await store.token_lookup(token_hash(auth[7:].strip()))
         if found is None:
             raise HTTPException(401, "unknown API token")
-        org, role, name = found
-        return Principal(org=org, role=role, name=name)
+        org, role, name, user = found
+        return Principal(org=org, role=role, name=name, user=user)
 
     Caller = Annotated[Principal, Depends(principal)]
     Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -259,6 +303,62 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
             return ReplayResult(count=len(chosen), deliveries=chosen, replayed=False)
         done = await store.replay(chosen, clock(), org=caller.org)
         return ReplayResult(count=len(done), deliveries=done, replayed=True)
+
+    def user_of(caller: Principal) -> str:
+        if caller.user is None:
+            raise HTTPException(403, "this token is not a user's: make one with tokens create --user EMAIL")
+        return caller.user
+
+    @api.get("/notifications", response_model=list[NotificationOut], tags=["inbox"])
+    async def notifications(caller: Caller, unread: bool = False) -> list[NotificationOut]:
+        """The caller's notifications, newest first (a token made for a user)."""
+        found = await store.notifications(caller.org, user_of(caller), unread_only=unread)
+        return [NotificationOut(**n) for n in found]
+
+    @api.get("/notifications/unread", response_model=UnreadOut, tags=["inbox"])
+    async def unread(caller: Caller) -> UnreadOut:
+        """The bell's count."""
+        return UnreadOut(unread=len(await store.notifications(caller.org, user_of(caller), unread_only=True)))
+
+    @api.post("/notifications/{notification_id}/read", response_model=UnreadOut, tags=["inbox"])
+    async def read(notification_id: int, caller: Caller) -> UnreadOut:
+        if not await store.mark_read(caller.org, user_of(caller), notification_id, clock()):
+            raise HTTPException(404, f"no notification {notification_id}")
+        return UnreadOut(unread=len(await store.notifications(caller.org, user_of(caller), unread_only=True)))
+
+    @api.get("/incidents", response_model=list[IncidentOut], tags=["inbox"])
+    async def list_incidents(caller: Caller) -> list[IncidentOut]:
+        return [IncidentOut(**i) for i in await store.incidents(caller.org)]
+
+    @api.get("/incidents/{incident_id}", response_model=IncidentOut, tags=["inbox"])
+    async def get_incident(incident_id: int, caller: Caller) -> IncidentOut:
+        found = await store.incidents(caller.org, incident_id)
+        if not found:
+            raise HTTPException(404, f"no incident {incident_id}")
+        return IncidentOut(**found[0])
+
+    @api.post("/incidents", response_model=IncidentOut, status_code=201, tags=["inbox"])
+    async def create_incident(form: IncidentIn, caller: Caller) -> IncidentOut:
+        """Create an incident, usually from a notification's prefilled form (`from_notification`).
+        One incident per notification key: a second create for it is a 409."""
+        if caller.role == "viewer":
+            raise HTTPException(403, "a viewer cannot create incidents")
+        key = None
+        values = form.model_dump(exclude={"from_notification"}, exclude_none=True)
+        if form.from_notification is not None:
+            mine = await store.notifications(caller.org, user_of(caller))
+            note = next((n for n in mine if n["id"] == form.from_notification), None)
+            if note is None:
+                raise HTTPException(404, f"no notification {form.from_notification}")
+            key = note["key"]
+            values = {**note["data"].get("prefill", {}), **values}
+        if not values.get("title"):
+            raise HTTPException(422, "an incident needs a title")
+        made = await store.create_incident(caller.org, key, values, caller.user or caller.name, clock())
+        if made is None:
+            raise HTTPException(409, f"an incident for {key} exists already")
+        found = await store.incidents(caller.org, int(made["id"]))
+        return IncidentOut(**found[0])
 
     @api.get("/endpoints", response_model=list[EndpointOut], tags=["configuration"])
     async def endpoints(caller: Caller) -> list[EndpointOut]:

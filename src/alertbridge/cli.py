@@ -376,6 +376,7 @@ def tokens_create(
     name: Annotated[str, typer.Option(help="What the token is for, e.g. ci or grafana.")] = "admin",
     org: Annotated[str | None, typer.Option(help="The org it sees (default: the server's org).")] = None,
     role: Annotated[str, typer.Option(help="viewer (reads), member or admin (also replay).")] = "admin",
+    user: Annotated[str | None, typer.Option(help="The user it acts for (the inbox is per user).")] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -391,10 +392,58 @@ def tokens_create(
     settings, _ = _config(config)
     chosen_org = org or settings.server.org
     token = "ab_" + random_secrets.token_urlsafe(32)
-    _with_store(store, settings, lambda s: s.create_token(chosen_org, name, role, token_hash(token), time.time()))
+
+    async def make(s: Store) -> bool:
+        if user is not None and await s.user(chosen_org, user) is None:
+            return False
+        await s.create_token(chosen_org, name, role, token_hash(token), time.time(), user.lower() if user else None)
+        return True
+
+    if not _with_store(store, settings, make):
+        err.print(
+            f"[red]No user {escape(str(user))} in org {escape(chosen_org)}: alertbridge users create first.[/red]"
+        )
+        raise typer.Exit(1)
     if sys.stdout.isatty():
         err.print(f"API token [bold]{escape(name)}[/bold] ({role}, org {escape(chosen_org)}); shown once:")
     print(token)
+
+
+users_app = typer.Typer(help="People who use the inbox and the console.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Their email, which is their name to sign in.")],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "admin",
+    org: Annotated[str | None, typer.Option(help="Their org (default: the server's org).")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Default: asked for, or $ALERTBRIDGE_PASSWORD.", hide_input=True)
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Create a user (the first admin, say). The password is kept as an argon2 hash."""
+    from argon2 import PasswordHasher
+
+    from alertbridge.admin_api import ROLES
+
+    if role not in ROLES:
+        err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")
+        raise typer.Exit(2)
+    secret = password or os.environ.get("ALERTBRIDGE_PASSWORD") or typer.prompt("Password", hide_input=True)
+    if len(secret) < 10:
+        err.print("[red]The password needs at least 10 characters.[/red]")
+        raise typer.Exit(2)
+    settings, _ = _config(config)
+    chosen_org = org or settings.server.org
+    hashed = PasswordHasher().hash(secret)
+    created = _with_store(store, settings, lambda s: s.create_user(chosen_org, email, hashed, role, time.time()))
+    if not created:
+        err.print(f"[red]{escape(email)} already exists in org {escape(chosen_org)}.[/red]")
+        raise typer.Exit(1)
+    out.print(f"user {escape(email.lower())} ({role}) created in org {escape(chosen_org)}")
 
 
 @app.command()

@@ -271,6 +271,11 @@ class Dispatcher:
         team_token = self.team_tokens.get((delivery.org, str(team))) if team else None
         sending = Sending(delivery.id, delivery.event, self.clock(), target.name, delivery.action, team_token)
         fields = {k: v for k, v in delivery.fields.items() if k != ON_DEAD}
+        if target.type.local is not None:
+            try:
+                return await target.type.local(self.store, target.settings, delivery.action, fields, sending), None
+            except Exception as exc:  # the store is busy or down: try again later
+                return Outcome("retry", f"{type(exc).__name__}: {exc}"), None
         try:
             request = target.type.request(target.settings, delivery.action, fields, sending)
         except Exception as exc:

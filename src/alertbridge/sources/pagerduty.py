@@ -13,9 +13,9 @@ takes it. `pagey.ping` is answered and not stored.
 | event field  | V3 (`event.…`)                                             | V2 (`messages[].…`)                     |
 | ------------ | ---------------------------------------------------------- | --------------------------------------- |
 | delivery_key | `id` (the same on every retry; `X-Webhook-Id` if absent)   | `id`                                    |
-| kind         | `event_type` (`incident.triggered`, any future type as is) | `event` mapped: `incident.trigger` → `incident.triggered` … |
+| kind         | `event_type` (`incident.triggered`, any future type as is) | `event` (or `type`) mapped: `incident.trigger` → `incident.triggered` … |
 | occurred_at  | `occurred_at`                                              | `created_on`                            |
-| subject      | `{pagerduty, incident, data.id or data.incident.id}`       | `{pagerduty, incident, incident.id}`    |
+| subject      | `{pagerduty, incident, data.id or data.incident.id}`       | `{pagerduty, incident, incident.id}` (`incident` or `data.incident`) |
 | title        | `data.title` (else `data.incident.summary`)                | `incident.title`                        |
 | priority     | `data.priority.summary` when P1…P5                         | `incident.priority.summary` / `.name`   |
 | urgency      | `data.urgency`                                             | `incident.urgency`                      |
@@ -46,6 +46,7 @@ from alertbridge.sources.base import (
     Endpoint,
     Event,
     Incoming,
+    Reply,
     Source,
     Unauthorized,
     body_digest,
@@ -79,7 +80,8 @@ class Settings(BaseModel):
         if self.secret is None:
             return []
         values = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [value.get_secret_value().encode() for value in values]
+        # An empty secret (an unset `${VAR:-}`) is no secret.
+        return [value.get_secret_value().encode() for value in values if value.get_secret_value()]
 
 
 def signatures(header: str) -> list[str]:
@@ -98,8 +100,8 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
     settings: Settings = endpoint.settings
     header = request.headers.get("x-pagerduty-signature")
     if header is None:
-        if settings.allow_unsigned:
-            return
+        if settings.allow_unsigned and not settings.secrets():
+            return  # no secret set (yet): seed 001 took unsigned webhooks until one is
         raise Unauthorized(401, "missing_signature", "X-PagerDuty-Signature is required")
     given = signatures(header)
     if not given or not settings.secrets():
@@ -165,8 +167,10 @@ def _v3(event: dict[str, Any], body: Any, request: Incoming, endpoint: Endpoint)
 
 
 def _v2(message: dict[str, Any], body: Any, endpoint: Endpoint) -> Event:
-    name = text(message.get("event")) or "incident.unknown"
-    incident = obj(message.get("incident"))
+    # PagerDuty's V2 puts `event` and `incident` on the message; seed 001's example `type` and
+    # `data.incident`. Both are read.
+    name = text(message.get("event")) or text(message.get("type")) or "incident.unknown"
+    incident = obj(message.get("incident")) or obj(dig(message, "data", "incident"))
     entries = _list(message.get("log_entries"))
     entry = obj(entries[0]) if entries else {}
     priority = _priority(incident.get("priority"))
@@ -241,4 +245,18 @@ def _identifiers(incident: dict[str, Any], subscription: str | None) -> dict[str
     return {key: value for key, value in pairs.items() if value}
 
 
-SOURCE = Source(name="pagerduty", settings=Settings, parse=parse, verify=verify)
+def handshake(request: Incoming, endpoint: Endpoint) -> Reply | None:
+    """GET and HEAD say the endpoint is there (seed 001's "webhook verification endpoint")."""
+    if request.method in ("GET", "HEAD"):
+        return Reply(200, {"ok": True, "source": "pagerduty", "signed": bool(endpoint.settings.secrets())})
+    return None
+
+
+SOURCE = Source(
+    name="pagerduty",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    handshake=handshake,
+    methods=frozenset({"GET", "HEAD", "POST"}),
+)

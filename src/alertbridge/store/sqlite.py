@@ -168,6 +168,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_org ON deliveries (org, seq);
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE api_tokens ADD COLUMN user_email TEXT;
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            email TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (org, email)
+        );
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT,
+            link TEXT,
+            data TEXT NOT NULL,
+            event_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            read_at REAL,
+            UNIQUE (org, user_id, key)
+        );
+        CREATE INDEX notifications_user ON notifications (org, user_id, updated_at);
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL,
+            key TEXT,
+            data TEXT NOT NULL,
+            created_by TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX incidents_key ON incidents (org, key) WHERE key IS NOT NULL;
+        """,
+    ),
 ]
 
 
@@ -725,24 +766,151 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    # ---- API tokens
+    # ---- API tokens and users
 
-    async def create_token(self, org: str, name: str, role: str, token_hash: str, now: float) -> None:
+    async def create_token(
+        self, org: str, name: str, role: str, token_hash: str, now: float, user_email: str | None = None
+    ) -> None:
         await self._write(
             lambda conn: conn.execute(
-                "INSERT INTO api_tokens (org, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                (org, name, role, token_hash, now),
+                "INSERT INTO api_tokens (org, name, role, token_hash, created_at, user_email)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (org, name, role, token_hash, now, user_email),
             )
         )
 
-    async def token_lookup(self, token_hash: str) -> tuple[str, str, str] | None:
-        """(org, role, name) of an API token, by its hash."""
+    async def token_lookup(self, token_hash: str) -> tuple[str, str, str, str | None] | None:
+        """(org, role, name, user email or None) of an API token, by its hash."""
         row = await self._read(
             lambda conn: conn.execute(
-                "SELECT org, role, name FROM api_tokens WHERE token_hash = ?", (token_hash,)
+                "SELECT org, role, name, user_email FROM api_tokens WHERE token_hash = ?", (token_hash,)
             ).fetchone()
         )
-        return (row[0], row[1], row[2]) if row else None
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    async def create_user(self, org: str, email: str, password_hash: str, role: str, now: float) -> bool:
+        """False if the org already has a user with that email."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO users (org, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (org, email) DO NOTHING",
+                (org, email.lower(), password_hash, role, now),
+            )
+            return bool(cursor.rowcount)
+
+        return await self._write(write)
+
+    async def user(self, org: str, email: str) -> dict[str, Any] | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT id, org, email, role, password_hash FROM users WHERE org = ? AND email = ?",
+                (org, email.lower()),
+            ).fetchone()
+        )
+        return dict(row) if row else None
+
+    # ---- the inbox
+
+    async def notify_all(self, org: str, key: str, note: Mapping[str, Any], event_id: str | None, now: float) -> int:
+        """A notification for every user of the org; one per key, updated (and unread again) by later events."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            users = [row[0] for row in conn.execute("SELECT id FROM users WHERE org = ?", (org,))]
+            for user_id in users:
+                conn.execute(
+                    "INSERT INTO notifications (org, user_id, key, title, body, link, data, event_id, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (org, user_id, key) DO UPDATE SET title = excluded.title, body = excluded.body,"
+                    " link = excluded.link, data = excluded.data, event_id = excluded.event_id,"
+                    " updated_at = excluded.updated_at, read_at = NULL",
+                    (
+                        org,
+                        user_id,
+                        key,
+                        note["title"],
+                        note.get("body"),
+                        note.get("link"),
+                        json.dumps(note.get("data") or {}),
+                        event_id,
+                        now,
+                        now,
+                    ),
+                )
+            return len(users)
+
+        return await self._write(write)
+
+    async def notifications(self, org: str, email: str, unread_only: bool = False) -> list[dict[str, Any]]:
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            sql = (
+                "SELECT n.id, n.key, n.title, n.body, n.link, n.data, n.event_id, n.created_at, n.updated_at,"
+                " n.read_at FROM notifications n JOIN users u ON u.id = n.user_id"
+                " WHERE n.org = ? AND u.email = ?"
+            )
+            if unread_only:
+                sql += " AND n.read_at IS NULL"
+            rows = conn.execute(sql + " ORDER BY n.updated_at DESC LIMIT 200", (org, email.lower())).fetchall()
+            return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
+
+        return await self._read(read)
+
+    async def mark_read(self, org: str, email: str, notification_id: int, now: float) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE notifications SET read_at = ? WHERE id = ? AND org = ?"
+                " AND user_id = (SELECT id FROM users WHERE org = ? AND email = ?)",
+                (now, notification_id, org, org, email.lower()),
+            )
+            return bool(cursor.rowcount)
+
+        return await self._write(write)
+
+    async def create_incident(
+        self, org: str, key: str | None, data: Mapping[str, Any], created_by: str | None, now: float
+    ) -> dict[str, Any] | None:
+        """None if an incident with that key exists already."""
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            cursor = conn.execute(
+                "INSERT INTO incidents (org, key, data, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (org, key, json.dumps(dict(data)), created_by, now, now),
+            )
+            if not cursor.rowcount:
+                return None
+            return {"id": cursor.lastrowid, "key": key, **dict(data), "created_by": created_by, "created_at": now}
+
+        return await self._write(write)
+
+    async def update_incident(self, org: str, key: str, changes: Mapping[str, Any], now: float) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT id, data FROM incidents WHERE org = ? AND key = ?", (org, key)).fetchone()
+            if row is None:
+                return False
+            data = {**json.loads(row["data"]), **dict(changes)}
+            conn.execute(
+                "UPDATE incidents SET data = ?, updated_at = ? WHERE id = ?", (json.dumps(data), now, row["id"])
+            )
+            return True
+
+        return await self._write(write)
+
+    async def incidents(self, org: str, incident_id: int | None = None) -> list[dict[str, Any]]:
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            clauses, params = _filters([("org = ?", org), ("id = ?", incident_id)])
+            rows = conn.execute(
+                f"SELECT id, key, data, created_by, created_at, updated_at FROM incidents{clauses}"
+                " ORDER BY id DESC LIMIT 200",
+                params,
+            ).fetchall()
+            return [
+                {**json.loads(r["data"]), "id": r["id"], "key": r["key"], "created_by": r["created_by"]}
+                | {"created_at": r["created_at"], "updated_at": r["updated_at"]}
+                for r in rows
+            ]
+
+        return await self._read(read)
 
     # ---- teams
 

@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from alertbridge.config import Config, Located, RateLimit, RetryPolicy, TargetConfig, errors_of
-from alertbridge.targets import forward, opsgenie, pagerduty_events, pagerduty_rest, slack
+from alertbridge.targets import forward, inbox, opsgenie, pagerduty_events, pagerduty_rest, slack
 from alertbridge.targets.base import Outcome, OutgoingRequest, Target
 
 __all__ = ["ConfiguredTarget", "Outcome", "OutgoingRequest", "Target", "configure", "get", "names"]
 
-_MODULES = (pagerduty_events, pagerduty_rest, opsgenie, slack, forward)
+_MODULES = (pagerduty_events, pagerduty_rest, opsgenie, slack, forward, inbox)
 REGISTRY: dict[str, Target] = {module.TARGET.name: module.TARGET for module in _MODULES}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,6 +106,8 @@ class Target:
     # The change an action makes, as (system, type, id, change): when that system's webhook
     # reports it back, it is our own echo and is not synced again (no loops).
     echo: Callable[[Any, str, Mapping[str, Any]], list[tuple[str, str, str, str]]] = lambda settings, action, fields: []
+    # A target that acts inside alertbridge (the inbox) instead of over HTTP: given the store.
+    local: Callable[[Any, Any, str, Mapping[str, Any], Sending], Awaitable[Outcome]] | None = None
 
 
 def retry_after(response: Response, now: Callable[[], float] = time.time) -> float | None:

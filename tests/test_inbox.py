@@ -1,0 +1,121 @@
+"""Seed 001: PagerDuty alerts as notifications for every user, and incidents from the prefilled form."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .conftest import EXAMPLES, Server, wait_until
+from .signing import pagerduty_signature
+
+SEED_WEBHOOK = {
+    "messages": [
+        {
+            "id": "test-123",
+            "type": "incident.triggered",
+            "created_on": "2025-01-15T12:00:00Z",
+            "data": {
+                "incident": {
+                    "id": "test-incident-456",
+                    "title": "Test Database Alert",
+                    "description": "This is a test alert",
+                    "status": "triggered",
+                    "urgency": "high",
+                    "created_at": "2025-01-15T12:00:00Z",
+                    "html_url": "https://test.pagerduty.com/incidents/test-incident-456",
+                    "service": {"id": "test-service-789", "name": "Test Database Service"},
+                }
+            },
+        }
+    ]
+}
+
+
+def later(event_id: str, kind: str, status: str, urgency: str = "high") -> dict[str, Any]:
+    message = json.loads(json.dumps(SEED_WEBHOOK["messages"][0]))
+    message.update(id=event_id, type=kind)
+    message["data"]["incident"].update(status=status, urgency=urgency)
+    return {"messages": [message]}
+
+
+def people(server: Server) -> dict[str, dict[str, str]]:
+    tokens = {}
+    for email, role in (("alice@example.com", "member"), ("bob@example.com", "viewer")):
+        server.cli("users", "create", "--email", email, "--role", role, "--password", "correct horse battery")
+        made = server.cli("tokens", "create", "--user", email, "--role", role, "--name", email).stdout.strip()
+        tokens[email] = {"Authorization": f"Bearer {made}"}
+    return tokens
+
+
+def test_the_seeds_webhook_becomes_a_notification_then_an_incident(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(EXAMPLES / "pagerduty-inbox.yaml")
+    tokens = people(server)
+    alice, bob = tokens["alice@example.com"], tokens["bob@example.com"]
+    client = server.client
+    assert client.get("/api/webhooks/pagerduty").status_code == 200  # the seed's verification GET
+    assert server.post("/api/webhooks/pagerduty", SEED_WEBHOOK).status_code == 200
+
+    wait_until(lambda: client.get("/api/v1/notifications/unread", headers=alice).json()["unread"] == 1, 10, "bell")
+    assert client.get("/api/v1/notifications/unread", headers=bob).json() == {"unread": 1}
+    (note,) = client.get("/api/v1/notifications", headers=alice).json()
+    assert note["title"] == "[PagerDuty] Test Database Alert"
+    assert note["link"] == "https://test.pagerduty.com/incidents/test-incident-456"
+    form = note["data"]["prefill"]
+    assert form == {
+        "title": "[PagerDuty] Test Database Alert",
+        "description": "This is a test alert\n\nPagerDuty incident: https://test.pagerduty.com/incidents/"
+        "test-incident-456\n\nService: Test Database Service\n\nPagerDuty status: triggered",
+        "urgency": "high",
+        "criticality": "high",
+        "status": "open",
+        "customer": "Test Database Service",
+        "tags": [
+            "source:pagerduty",
+            "service:Test Database Service",
+            "urgency:high",
+            "pagerduty-id:test-incident-456",
+        ],
+    }
+    assert client.post(f"/api/v1/notifications/{note['id']}/read", headers=alice).json() == {"unread": 0}
+
+    # Acknowledged (and now low urgency): the same notification, updated and unread again.
+    assert (
+        server.post(
+            "/api/webhooks/pagerduty", later("test-124", "incident.acknowledged", "acknowledged", "low")
+        ).status_code
+        == 200
+    )
+    wait_until(lambda: client.get("/api/v1/notifications/unread", headers=alice).json()["unread"] == 1, 10, "again")
+    (note,) = client.get("/api/v1/notifications", headers=alice).json()
+    assert (note["data"]["prefill"]["status"], note["data"]["prefill"]["urgency"]) == ("investigating", "medium")
+
+    # The click: the prefilled form, created by a member; a viewer cannot.
+    assert client.post("/api/v1/incidents", json={"from_notification": note["id"]}, headers=bob).status_code == 403
+    made = client.post("/api/v1/incidents", json={"from_notification": note["id"]}, headers=alice)
+    assert made.status_code == 201, made.text
+    incident = made.json()
+    assert (incident["title"], incident["status"], incident["customer"]) == (
+        "[PagerDuty] Test Database Alert",
+        "investigating",
+        "Test Database Service",
+    )
+    assert client.post("/api/v1/incidents", json={"from_notification": note["id"]}, headers=alice).status_code == 409
+
+    # Resolved in PagerDuty: the incident follows.
+    assert server.post("/api/webhooks/pagerduty", later("test-125", "incident.resolved", "resolved")).status_code == 200
+    wait_until(
+        lambda: client.get(f"/api/v1/incidents/{incident['id']}", headers=alice).json()["status"] == "resolved",
+        10,
+        "the incident resolved",
+    )
+    assert [i["id"] for i in client.get("/api/v1/incidents", headers=bob).json()] == [incident["id"]]
+
+
+def test_once_a_secret_is_set_the_webhook_must_be_signed(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(EXAMPLES / "pagerduty-inbox.yaml", {"PAGERDUTY_WEBHOOK_SECRET": "s3cret"})
+    assert server.post("/api/webhooks/pagerduty", SEED_WEBHOOK).status_code == 401
+    body = json.dumps(SEED_WEBHOOK).encode()
+    signed = {"x-pagerduty-signature": pagerduty_signature(body, "s3cret")}
+    assert server.post("/api/webhooks/pagerduty", content=body, headers=signed).status_code == 200
+    assert server.client.get("/api/webhooks/pagerduty").json()["signed"] is True
