@@ -22,6 +22,8 @@ from alertbridge.config import Config
 from alertbridge.delivery.dispatcher import Dispatcher, default_transport
 from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
+from alertbridge.integrations_api import apply as apply_integration
+from alertbridge.integrations_api import integrations_api
 from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
@@ -30,6 +32,7 @@ from alertbridge.sources.base import Endpoint
 from alertbridge.store import Store, open_store, store_url
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.team_api import team_api
+from alertbridge.vault import Vault, VaultUnavailable
 
 log = logs.get("alertbridge.app")
 
@@ -99,6 +102,12 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             overridden = await store.provision_teams(*teams.provisioning(), services.clock())
             for claim in overridden:
                 log.warning("claim_overridden", claim=claim, note="the configuration file decides")
+        for org, kind, saved in await store.integrations():
+            if kind == "pagerduty":
+                try:
+                    apply_integration(live[0].endpoints, org, saved, vault)
+                except VaultUnavailable as exc:
+                    log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
         released = await store.release_claims()
         if released:
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
@@ -143,9 +152,12 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         return JSONResponse({"ok": False, "error": str(getattr(exc, "detail", exc))}, status_code=status)
 
     api = team_api(config, store, teams, services.clock)
+    vault = Vault()
+    live: list[Ingress] = []  # the ingress, made below: integrations saved through the API change its endpoints
     operator = Starlette(
         routes=[
             *api,
+            *integrations_api(store, lambda: live[0].endpoints, vault, services.clock),
             Mount("/api/v1", admin_api(config, store, services.clock)),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/health", healthz, methods=["GET", "HEAD"]),
@@ -156,7 +168,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         lifespan=lifespan,
     )
     endpoints = build_endpoints(config, services.clock)
-    return Ingress(
+    ingress = Ingress(
         endpoints,
         store,
         rules.templates,
@@ -166,3 +178,5 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         clock=services.clock,
         ingest_timeout=config.server.ingest_timeout,
     )
+    live.append(ingress)
+    return ingress

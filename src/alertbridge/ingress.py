@@ -96,6 +96,9 @@ class Ingress:
             )
             await _respond(send, status, {"ok": False, "error": message}, head, headers)
 
+        if not endpoint.enabled:
+            await refuse(404, "disabled", f"the integration at {scope['path']} is turned off")
+            return
         if method not in endpoint.source.methods:
             allowed = ", ".join(sorted(endpoint.source.methods))
             await refuse(

@@ -69,7 +69,16 @@ class FakePagerDutyREST(FakeServer):
             Route("/incidents", self.create, methods=["POST"]),
             Route("/incidents/{id}", self.update, methods=["PUT"]),
             Route("/incidents/{id}/notes", self.note, methods=["POST"]),
+            Route("/abilities", self.abilities, methods=["GET"]),
         ]
+
+    async def abilities(self, request: Request) -> JSONResponse:
+        """What an API key may do: the cheapest way to tell a working key from a refused one."""
+        if request.headers.get("authorization") != f"Token token={self.token}":
+            return self._error(401, "Authentication failed", 2006)
+        if request.headers.get("accept") != ACCEPT:
+            self.validation_errors.append("Accept header missing on GET /abilities")
+        return JSONResponse({"abilities": ["teams", "read_only_users", "urgencies"]})
 
     def add_incident(self, incident_id: str, service_id: str = "PSVC1", title: str = "existing") -> RestIncident:
         """An incident PagerDuty already has (one its webhooks told us about)."""

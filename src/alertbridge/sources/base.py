@@ -58,6 +58,7 @@ class Endpoint:
     org: str
     max_body_bytes: int
     clock: Callable[[], float]
+    enabled: bool = True  # an integration turned off through the API refuses webhooks (404)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,161 @@
+"""Seed 001's integration settings, as its console used them:
+
+    GET  /api/integrations/pagerduty        the settings (the API key masked) and the webhook URL
+    POST /api/integrations/pagerduty        {"enabled", "apiKey", "integrationKey", "webhookSecret"}
+    POST /api/integrations/pagerduty/test   {"apiKey"} (or the saved one) against PagerDuty's API
+
+They govern the PagerDuty endpoint at `/api/webhooks/pagerduty` of the caller's org: disabled,
+it refuses webhooks (404); once a webhook secret is saved, every webhook must be signed with it.
+Secrets are encrypted at rest (`vault.py`), never returned, never logged. Authorization: an API
+token (`alertbridge tokens create`); saving needs the admin role.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from alertbridge import logs
+from alertbridge.security import token_hash
+from alertbridge.sources.base import Endpoint
+from alertbridge.store.base import Store
+from alertbridge.vault import Vault, VaultUnavailable, mask
+
+log = logs.get("alertbridge.integrations")
+
+PATH = "/api/webhooks/pagerduty"
+ACCEPT = "application/vnd.pagerduty+json;version=2"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, Any], vault: Vault) -> bool:
+    """Put saved settings into the live endpoint; False if this org has no such endpoint."""
+    endpoint = endpoints.get(PATH)
+    if endpoint is None or endpoint.org != org or endpoint.source.name != "pagerduty":
+        return False
+    secret = vault.open(config["webhookSecret"]) if config.get("webhookSecret") else None
+    extra = {**endpoint.config.extra}
+    if secret:
+        extra.update(secret=secret, allow_unsigned=False)
+    settings = endpoint.source.settings.model_validate(extra)
+    endpoints[PATH] = dataclasses.replace(endpoint, settings=settings, enabled=bool(config.get("enabled", True)))
+    return True
+
+
+def integrations_api(
+    store: Store,
+    endpoints: Callable[[], MutableMapping[str, Endpoint]],
+    vault: Vault,
+    clock: Callable[[], float] = time.time,
+) -> list[Route]:
+    async def caller(request: Request) -> tuple[str, str, str] | Response:
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() != "bearer ":
+            return _error(401, "Authorization: Bearer <API token> is required")
+        found = await store.token_lookup(token_hash(auth[7:].strip()))
+        if found is None:
+            return _error(401, "unknown API token")
+        org, role, name, user = found
+        return org, role, user or name
+
+    async def saved(org: str) -> dict[str, Any]:
+        return next((c for o, kind, c in await store.integrations() if o == org and kind == "pagerduty"), {})
+
+    def view(request: Request, org: str, config: dict[str, Any]) -> dict[str, Any]:
+        key = None
+        if config.get("apiKey"):
+            try:
+                key = mask(vault.open(config["apiKey"]))
+            except VaultUnavailable:
+                key = "••••"
+        endpoint = endpoints().get(PATH)
+        live = endpoint is not None and endpoint.org == org and endpoint.source.name == "pagerduty"
+        return {
+            "enabled": bool(live and endpoint is not None and endpoint.enabled),
+            "webhookUrl": str(request.base_url).rstrip("/") + PATH,
+            "apiKey": key,
+            "integrationKey": config.get("integrationKey"),
+            "webhookSecretSet": bool(config.get("webhookSecret")),
+        }
+
+    async def settings(request: Request) -> Response:
+        found = await caller(request)
+        if isinstance(found, Response):
+            return found
+        org, role, who = found
+        config = await saved(org)
+        if request.method == "GET":
+            return JSONResponse(view(request, org, config))
+        if role != "admin":
+            return _error(403, "only an admin can change integrations")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be an object: {enabled, apiKey, integrationKey, webhookSecret}")
+        unknown = [k for k in body if k not in ("enabled", "apiKey", "integrationKey", "webhookSecret")]
+        if unknown:
+            return _error(400, f"unknown setting {unknown[0]!r}")
+        try:
+            updated = dict(config)
+            if "enabled" in body:
+                updated["enabled"] = bool(body["enabled"])
+            if "integrationKey" in body:
+                updated["integrationKey"] = body["integrationKey"] or None
+            for name in ("apiKey", "webhookSecret"):
+                value = body.get(name)
+                if isinstance(value, str) and value and not value.startswith("••••"):  # a masked value: unchanged
+                    updated[name] = vault.seal(value)
+                elif name in body and not value:
+                    updated.pop(name, None)
+        except VaultUnavailable as exc:
+            return _error(409, str(exc))
+        await store.save_integration(org, "pagerduty", updated, clock(), who)
+        applied = apply(endpoints(), org, updated, vault)
+        log.info("integration_saved", org=org, kind="pagerduty", by=who, applied=applied)
+        return JSONResponse(view(request, org, updated))
+
+    async def test(request: Request) -> Response:
+        found = await caller(request)
+        if isinstance(found, Response):
+            return found
+        org, _, _ = found
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        key = body.get("apiKey") if isinstance(body, dict) else None
+        if not key:
+            config = await saved(org)
+            if not config.get("apiKey"):
+                return _error(400, "no apiKey given and none saved")
+            key = vault.open(config["apiKey"])
+        url = os.environ.get("PAGERDUTY_API_URL", "https://api.pagerduty.com").rstrip("/") + "/abilities"
+        headers = {"Authorization": f"Token token={key}", "Accept": ACCEPT}
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            return JSONResponse({"ok": False, "message": f"PagerDuty could not be reached: {type(exc).__name__}"})
+        if answer.status_code == 200:
+            return JSONResponse({"ok": True, "message": "PagerDuty accepted the API key"})
+        reason = "refused the API key" if answer.status_code in (401, 403) else f"answered {answer.status_code}"
+        return JSONResponse({"ok": False, "message": f"PagerDuty {reason}"})
+
+    return [
+        Route("/api/integrations/pagerduty", settings, methods=["GET", "POST"]),
+        Route("/api/integrations/pagerduty/test", test, methods=["POST"]),
+    ]
