@@ -143,3 +143,17 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "passed" in result.stdout
+
+
+def test_cli_replays_a_selection_after_a_preview(server: Server, pagerduty: FakePagerDutyEvents) -> None:
+    pagerduty.behave(503, times=2)
+    for n in range(2):
+        assert server.post("/a/thena?token=tok-a", ticket(20 + n)).status_code == 200
+    wait_until(lambda: len(server.deliveries("dead")) == 2, 15, "two dead letters")
+    preview = server.cli("replay", "--target", "pd", "--since", "1h")
+    assert "2 would be replayed" in preview.stdout
+    assert len(server.deliveries("dead")) == 2 and pagerduty.incidents == []
+    done = server.cli("replay", "--target", "pd", "--since", "1h", "--yes")
+    assert "2 delivery(ies) queued again" in done.stdout
+    wait_until(lambda: len(pagerduty.incidents) == 2, 15, "both sent")
+    assert "nothing to replay" in server.cli("replay", "--target", "pd", "--since", "1h").stdout

@@ -448,13 +448,42 @@ def users_create(
 
 @app.command()
 def replay(
-    ids: Annotated[list[str], typer.Argument(help="Delivery ids, or event ids (all their deliveries).")],
+    ids: Annotated[list[str] | None, typer.Argument(help="Delivery ids, or event ids (all their deliveries).")] = None,
+    target: Annotated[str | None, typer.Option(help="Or a selection: deliveries to this target …")] = None,
+    status: Annotated[str, typer.Option(help="… with this status …")] = "dead",
+    since: Annotated[str | None, typer.Option(help="… made in the last DURATION (30m, 2h, 1d).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Replay a selection without asking.")] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Send deliveries again: they become pending, due now, with a fresh retry budget."""
+    """Send deliveries again: they become pending, due now, with a fresh retry budget.
+
+    By id, or by selection (`--target pd-a --since 2h`: every dead letter of that target in the
+    last two hours), which first shows how many it would send.
+    """
+    from alertbridge.config import parse_duration
+
     settings, _ = _config(config)
-    done = _with_store(store, settings, lambda s: s.replay(ids, time.time()))
+    if not ids:
+        if target is None and since is None:
+            err.print("[red]Give delivery or event ids, or a selection: --target NAME and/or --since 2h.[/red]")
+            raise typer.Exit(2)
+        try:
+            after = time.time() - parse_duration(since) if since else None
+        except ValueError as exc:
+            err.print(f"[red]--since: {exc}[/red]")
+            raise typer.Exit(2) from None
+        found = _with_store(store, settings, lambda s: s.list_deliveries(1000, status, target=target, since=after))
+        if not found:
+            out.print(f"No {status} deliveries match: nothing to replay.")
+            return
+        _delivery_table(found)
+        if not yes and not (sys.stdin.isatty() and typer.confirm(f"Replay these {len(found)}?")):
+            out.print(f"{len(found)} would be replayed; run again with --yes to send them.")
+            return
+        ids = [d.id for d in found]
+    chosen = list(ids)
+    done = _with_store(store, settings, lambda s: s.replay(chosen, time.time()))
     if not done:
         err.print("[red]Nothing to replay: no delivery or event with those ids (or they are in flight now).[/red]")
         raise typer.Exit(1)
