@@ -119,3 +119,52 @@ def test_once_a_secret_is_set_the_webhook_must_be_signed(server_factory: Callabl
     signed = {"x-pagerduty-signature": pagerduty_signature(body, "s3cret")}
     assert server.post("/api/webhooks/pagerduty", content=body, headers=signed).status_code == 200
     assert server.client.get("/api/webhooks/pagerduty").json()["signed"] is True
+
+
+ALARM_CONFIG = """
+endpoints:
+  - { name: thena, source: thena, path: /thena, token: t }
+targets:
+  - { name: pd, type: pagerduty_events, url: "${PD_URL}", routing_key: "${PD_KEY}", retry: { max_attempts: 1 } }
+  - { name: slack, type: slack, token: xoxb-test, url: "${SLACK_URL}" }
+delivery:
+  failure_alert:
+    actions:
+      - { target: slack, action: post, channel: C0A4967KRBM, text: "alertbridge: {target} is failing ({reason})" }
+routes:
+  - name: page
+    match: { kind: ticket.created }
+    actions: [{ target: pd, action: trigger }]
+"""
+
+
+def test_a_failing_target_is_reported_once_and_its_recovery_too(server_factory: Callable[..., Server]) -> None:
+    from .fakes.pagerduty import FakePagerDutyEvents
+    from .fakes.slack import FakeSlack
+
+    with FakePagerDutyEvents() as pagerduty, FakeSlack() as slack:
+        env = {"PD_URL": f"{pagerduty.url}/v2/enqueue", "PD_KEY": "R" * 32, "SLACK_URL": f"{slack.url}/api"}
+        server = server_factory(ALARM_CONFIG, env)
+        alice = people(server)["alice@example.com"]
+        pagerduty.behave(400, body={"status": "invalid event", "message": "Event object is invalid"}, times=3)
+        for n in range(3):
+            ticket = {"eventId": f"e{n}", "eventType": "ticket:created", "payload": {"ticket": {"id": f"T{n}"}}}
+            assert server.post("/thena?token=t", ticket).status_code == 200
+        wait_until(lambda: len(server.deliveries("dead")) == 3, 15, "three dead letters")
+        wait_until(lambda: slack.messages, 10, "the Slack alarm")
+        notes = server.client.get("/api/v1/notifications", headers=alice).json()
+        assert [n["title"] for n in notes] == ["pd is failing"]  # once, not three times
+        assert len(slack.messages) == 1 and slack.messages[0]["text"].startswith("alertbridge: pd is failing (")
+
+        ok = {"eventId": "e9", "eventType": "ticket:created", "payload": {"ticket": {"id": "T9"}}}
+        assert server.post("/thena?token=t", ok).status_code == 200
+        wait_until(lambda: pagerduty.incidents, 10, "a success")
+        wait_until(
+            lambda: (
+                [n["title"] for n in server.client.get("/api/v1/notifications", headers=alice).json()]
+                == ["pd has recovered"]
+            ),
+            10,
+            "the recovery",
+        )
+        assert len(slack.messages) == 1

@@ -95,6 +95,15 @@ class RetryPolicy(Model):
         return parse_duration(value)
 
 
+class FailureAlertConfig(Model):
+    """When a target keeps failing, operators are told once (not per event), and again when it recovers."""
+
+    threshold: float = Field(default=0.5, gt=0, le=1)  # the failure rate over the last `window` attempts
+    window: int = Field(default=20, ge=1)
+    min_attempts: int = Field(default=5, ge=1)  # no rate-based alarm on fewer attempts (a dead letter always)
+    actions: list[dict[str, Any]] = []  # e.g. {target: slack, action: post, channel: C…, text: "{target}: {reason}"}
+
+
 class DeliveryConfig(Model):
     paused: bool = False  # hold deliveries (maintenance); events are still accepted and routed
     concurrency: int = Field(default=32, ge=1)
@@ -104,6 +113,7 @@ class DeliveryConfig(Model):
     link_wait: float = 24 * 3600.0
     # How long after alertbridge changes an object its webhook counts as our own echo.
     echo_window: float = 600.0
+    failure_alert: FailureAlertConfig = FailureAlertConfig()
 
     _lease = field_validator("lease", mode="before")(lambda v: parse_duration(v))
     _link_wait = field_validator("link_wait", "echo_window", mode="before")(lambda v: parse_duration(v))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
+from alertbridge.delivery.alarms import Alarms
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
@@ -51,6 +52,7 @@ class Dispatcher:
         team_tokens: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.echo_systems = frozenset(echo_systems)
+        self.alarms = Alarms(config.failure_alert, store, targets)
         self.team_tokens = dict(team_tokens or {})
         self._next_expiry = 0.0
         self.store = store
@@ -177,6 +179,10 @@ class Dispatcher:
         follow_ups = self._follow_ups(delivery, outcome, finished) if result.status == "delivered" else []
         if result.status == "dead":
             follow_ups = self._on_dead(delivery, finished)
+        if self.alarms is not None and target is not None:
+            follow_ups += await self.alarms.attempt(
+                delivery, outcome.kind == "success", result.status == "dead", outcome.message, finished
+            )
         links = []
         if result.status == "delivered" and outcome.created and delivery.event is not None:
             links = [(subject, made) for subject in refs(delivery.event) for made in outcome.created]
