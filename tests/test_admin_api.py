@@ -157,3 +157,22 @@ def test_cli_replays_a_selection_after_a_preview(server: Server, pagerduty: Fake
     assert "2 delivery(ies) queued again" in done.stdout
     wait_until(lambda: len(pagerduty.incidents) == 2, 15, "both sent")
     assert "nothing to replay" in server.cli("replay", "--target", "pd", "--since", "1h").stdout
+
+
+def test_console_sessions_need_the_csrf_token_to_change_anything(server: Server) -> None:
+    import httpx
+
+    server.cli("users", "create", "--email", "ops@example.com", "--org", "acme", "--password", "a long passphrase")
+    browser = httpx.Client(base_url=server.url)
+    assert browser.post("/console/login", json={"email": "ops@example.com", "password": "nope"}).status_code == 401
+    signed = browser.post("/console/login", json={"email": "OPS@example.com", "password": "a long passphrase"})
+    assert signed.status_code == 200
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    csrf = signed.json()["csrf"]
+    assert browser.get("/api/v1/events").status_code == 200  # reading needs only the session
+    assert browser.post("/api/v1/replay", json={"ids": ["x"]}).status_code == 403  # changing needs the token
+    assert browser.post("/api/v1/replay", json={"ids": ["x"]}, headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert browser.post("/console/logout").status_code == 403
+    assert browser.post("/console/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert browser.get("/api/v1/events").status_code == 401

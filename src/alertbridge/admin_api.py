@@ -16,9 +16,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from alertbridge import __version__
+from alertbridge.auth import Refused, caller
 from alertbridge.config import Config
 from alertbridge.events import to_dict
-from alertbridge.security import token_hash
 from alertbridge.store.base import Delivery, EventRow, Store
 
 ROLES = ("viewer", "member", "admin")
@@ -202,14 +202,11 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
     )
 
     async def principal(request: Request) -> Principal:
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() != "bearer ":
-            raise HTTPException(401, "Authorization: Bearer <API token> is required (alertbridge tokens create)")
-        found = await store.token_lookup(token_hash(auth[7:].strip()))
-        if found is None:
-            raise HTTPException(401, "unknown API token")
-        org, role, name, user = found
-        return Principal(org=org, role=role, name=name, user=user)
+        try:
+            found = await caller(request, store, clock)
+        except Refused as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        return Principal(org=found.org, role=found.role, name=found.name, user=found.user)
 
     Caller = Annotated[Principal, Depends(principal)]
     Limit = Annotated[int, Query(ge=1, le=1000)]

@@ -19,6 +19,7 @@ from alertbridge import logs, sources
 from alertbridge import targets as target_types
 from alertbridge.admin_api import admin_api
 from alertbridge.config import Config
+from alertbridge.console import console_routes
 from alertbridge.delivery.dispatcher import Dispatcher, default_transport
 from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
@@ -158,6 +159,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         routes=[
             *api,
             *integrations_api(store, lambda: live[0].endpoints, vault, services.clock),
+            *console_routes(store, services.clock),
             Mount("/api/v1", admin_api(config, store, services.clock)),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/health", healthz, methods=["GET", "HEAD"]),

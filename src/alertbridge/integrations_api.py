@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import logs
-from alertbridge.security import token_hash
+from alertbridge.auth import Refused, caller
 from alertbridge.sources.base import Endpoint
 from alertbridge.store.base import Store
 from alertbridge.vault import Vault, VaultUnavailable, mask
@@ -60,15 +60,12 @@ def integrations_api(
     vault: Vault,
     clock: Callable[[], float] = time.time,
 ) -> list[Route]:
-    async def caller(request: Request) -> tuple[str, str, str] | Response:
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() != "bearer ":
-            return _error(401, "Authorization: Bearer <API token> is required")
-        found = await store.token_lookup(token_hash(auth[7:].strip()))
-        if found is None:
-            return _error(401, "unknown API token")
-        org, role, name, user = found
-        return org, role, user or name
+    async def identify(request: Request) -> tuple[str, str, str] | Response:
+        try:
+            found = await caller(request, store, clock)
+        except Refused as exc:
+            return _error(exc.status, exc.message)
+        return found.org, found.role, found.user or found.name
 
     async def saved(org: str) -> dict[str, Any]:
         return next((c for o, kind, c in await store.integrations() if o == org and kind == "pagerduty"), {})
@@ -91,7 +88,7 @@ def integrations_api(
         }
 
     async def settings(request: Request) -> Response:
-        found = await caller(request)
+        found = await identify(request)
         if isinstance(found, Response):
             return found
         org, role, who = found
@@ -129,7 +126,7 @@ def integrations_api(
         return JSONResponse(view(request, org, updated))
 
     async def test(request: Request) -> Response:
-        found = await caller(request)
+        found = await identify(request)
         if isinstance(found, Response):
             return found
         org, _, _ = found

@@ -222,6 +222,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        7,
+        """
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            org TEXT NOT NULL,
+            email TEXT NOT NULL,
+            role TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -822,6 +835,42 @@ class SQLiteStore:
             ).fetchone()
         )
         return dict(row) if row else None
+
+    # ---- console sessions
+
+    async def create_session(self, id_hash: str, org: str, email: str, role: str, csrf: str, expires_at: float) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO sessions (id_hash, org, email, role, csrf, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (id_hash, org, email, role, csrf, expires_at),
+            )
+        )
+
+    async def session(self, id_hash: str, now: float) -> dict[str, Any] | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT org, email, role, csrf FROM sessions WHERE id_hash = ? AND expires_at > ?", (id_hash, now)
+            ).fetchone()
+        )
+        return dict(row) if row else None
+
+    async def end_session(self, id_hash: str) -> None:
+        await self._write(lambda conn: conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,)))
+
+    async def users_of(self, org: str) -> list[dict[str, Any]]:
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT email, role FROM users WHERE org = ? ORDER BY email", (org,)).fetchall()
+        )
+        return [dict(r) for r in rows]
+
+    async def find_user(self, email: str) -> list[dict[str, Any]]:
+        """Every org's user with this email (sign-in asks for the org when there are several)."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT org, email, role, password_hash FROM users WHERE email = ?", (email.lower(),)
+            ).fetchall()
+        )
+        return [dict(r) for r in rows]
 
     # ---- integrations (settings changed through the API; secrets arrive here already encrypted)
 

@@ -1,0 +1,135 @@
+"""The console in a real browser: Playwright driving Debian's Chromium (installed by scripts/setup).
+
+Signs in, sets up the PagerDuty integration, sends seed 001's webhook, watches the bell count rise,
+opens the prefilled form, creates the incident and finds it in Incidents; then opens an event,
+reads why it was routed, and replays a dead letter. Screenshots go to test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from .conftest import ROOT, Server, wait_until
+from .fakes.pagerduty import FakePagerDutyEvents
+from .fakes.pagerduty_rest import FakePagerDutyREST
+from .test_inbox import SEED_WEBHOOK
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "console"
+API_KEY = "u+console-test-key-9876"
+
+CONFIG = """
+endpoints:
+  - name: pagerduty
+    source: pagerduty
+    path: /api/webhooks/pagerduty
+    allow_unsigned: true
+  - { name: thena, source: thena, path: /thena, token: t }
+targets:
+  - name: inbox
+    type: inbox
+  - { name: pd, type: pagerduty_events, url: "${PD_URL}", routing_key: "${PD_KEY}", retry: { max_attempts: 1 } }
+routes:
+  - name: notify-everyone
+    match: { kind: [incident.triggered, incident.acknowledged, incident.resolved] }
+    actions: [{ target: inbox, action: notify }]
+  - name: page-ticket
+    match: { kind: ticket.created, priority: { at_least: P2 } }
+    actions: [{ target: pd, action: trigger }]
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Chromium is missing: ./scripts/setup installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_seed_001_flow_and_a_replay_in_the_browser(server_factory: Callable[..., Server], browser: Browser) -> None:
+    with FakePagerDutyREST(API_KEY) as rest, FakePagerDutyEvents() as events:
+        env = {
+            "ALERTBRIDGE_SECRET_KEY": Fernet.generate_key().decode(),
+            "PAGERDUTY_API_URL": rest.url,
+            "PD_URL": f"{events.url}/v2/enqueue",
+            "PD_KEY": "R" * 32,
+        }
+        server = server_factory(CONFIG, env)
+        password = "a long passphrase"
+        server.cli("users", "create", "--email", "ops@example.com", "--role", "admin", "--password", password)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+
+        # Sign in (a wrong password first).
+        page.goto(f"{server.url}/console")
+        page.fill("input[name=email]", "ops@example.com")
+        page.fill("input[name=password]", "wrong password!")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-error")).to_have_text("wrong email or password")
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Events")
+        shot(page, "01-events")
+
+        # The seed's settings flow: enable, copy the URL, enter the key, test, save.
+        page.click("text=Settings")
+        expect(page.get_by_test_id("webhook-url")).to_have_value(f"{server.url}/api/webhooks/pagerduty")
+        page.fill("input[name=apiKey]", API_KEY)
+        page.click("#test")
+        expect(page.locator("#pd-status")).to_have_text("PagerDuty accepted the API key")
+        page.click("text=Save")
+        expect(page.locator("#pd-status")).to_have_text("Saved.")
+        expect(page.locator("input[name=apiKey]")).to_have_value("••••9876")
+        shot(page, "02-settings")
+
+        # The seed's webhook: the bell count rises without a reload.
+        expect(page.get_by_test_id("unread")).to_have_text("0")
+        assert server.post("/api/webhooks/pagerduty", SEED_WEBHOOK).status_code == 200
+        expect(page.get_by_test_id("unread")).to_have_text("1", timeout=10_000)
+        page.click("#bell")
+        page.click("text=[PagerDuty] Test Database Alert")
+        expect(page.locator("input[name=title]")).to_have_value("[PagerDuty] Test Database Alert")
+        expect(page.locator("input[name=customer]")).to_have_value("Test Database Service")
+        expect(page.locator("select[name=urgency]")).to_have_value("high")
+        expect(page.locator("select[name=status]")).to_have_value("open")
+        shot(page, "03-prefilled")
+        page.click("text=Create incident")
+        expect(page.locator("h1")).to_have_text("Incidents")
+        expect(page.locator("td", has_text="[PagerDuty] Test Database Alert")).to_be_visible()
+        expect(page.get_by_test_id("unread")).to_have_text("0")
+        shot(page, "04-incidents")
+
+        # Why an event was routed, and a dead letter replayed.
+        events.behave(500, times=1)
+        ticket = {
+            "eventId": "e1",
+            "eventType": "ticket:created",
+            "payload": {"ticket": {"id": "T1", "title": "Disk", "priorityName": "High"}},
+        }
+        assert server.post("/thena?token=t", ticket).status_code == 200
+        wait_until(lambda: server.deliveries("dead"), 15, "the dead letter")
+        page.click("text=Dead letters")
+        page.click("td a")
+        expect(page.get_by_test_id("trace")).to_contain_text("page-ticket: matched")
+        expect(page.get_by_test_id("trace")).to_contain_text("priority 'P2'")
+        shot(page, "05-event")
+        page.click("button[data-replay]")
+        wait_until(lambda: events.incidents, 15, "the replayed trigger")
+        # And on a phone.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.click("text=Events")
+        expect(page.locator("h1")).to_have_text("Events")
+        shot(page, "06-phone-events")
+        page.close()
