@@ -151,6 +151,8 @@ def test_a_4xx_is_permanent_kept_visible_and_can_be_replayed(
     assert dead["attempts"] == 1
     assert "Event object is invalid" in dead["last_error"] and "wrong length" in dead["last_error"]
     assert len(enqueues(pd)) == 1
+    assert server.metric("alertbridge_delivery_attempts_total", target="pd-a", outcome="permanent") == 1
+    assert server.metric("alertbridge_delivery_attempts_total", target="pd-a", outcome="dead") == 1
     out = server.cli("replay", dead["id"]).stdout
     assert "queued" in out
     pd.wait_for(lambda: len(pd.incidents) == 1)
@@ -166,6 +168,7 @@ def test_dead_letter_after_max_attempts(server_factory: Callable[..., Server], p
     assert dead["attempts"] == 3 and "gave up after 3 attempts" in dead["last_error"]
     assert len(enqueues(pd)) == 3
     assert server.metric("alertbridge_delivery_attempts_total", target="pd-a", outcome="dead") == 1
+    assert server.metric("alertbridge_delivery_attempts_total", target="pd-a", outcome="retry") == 3
 
 
 def test_silent_pagerduty_times_out_and_the_retry_lands_once(

@@ -43,7 +43,7 @@ class Metrics:
         )
         self.deliveries = Counter(
             "alertbridge_delivery_attempts",
-            "Delivery attempts, by target and outcome (success, retry, permanent, dead)",
+            "Delivery attempts by target and outcome (success, retry, permanent), and dead letters (outcome=dead)",
             ["target", "outcome"],
             registry=r,
         )

@@ -126,9 +126,9 @@ class Dispatcher:
         except Exception as exc:
             log.error("expire_failed", error=str(exc))
             return
-        for delivery_id in expired:
-            self.metrics.deliveries.labels("-", "dead").inc()
-            log.error("dead_lettered", delivery=delivery_id, reason="the link it waited for never came")
+        for delivery_id, target in expired:
+            self.metrics.deliveries.labels(target, "dead").inc()
+            log.error("dead_lettered", delivery=delivery_id, target=target, reason="the link it waited for never came")
 
     async def _idle(self) -> None:
         timeout = IDLE_POLL
@@ -193,7 +193,9 @@ class Dispatcher:
             log.info("link_released", delivery=delivery.id, links=links, released=released)
 
         label = "dead" if result.status == "dead" else outcome.kind
-        self.metrics.deliveries.labels(delivery.target, label).inc()
+        self.metrics.deliveries.labels(delivery.target, outcome.kind).inc()
+        if result.status == "dead":  # given up: its own series, so "dead" is a count of dead letters
+            self.metrics.deliveries.labels(delivery.target, "dead").inc()
         self.metrics.send_seconds.labels(delivery.target).observe(finished - started)
         if result.status == "delivered" and delivery.event_received_at:
             self.metrics.end_to_end_seconds.labels(delivery.target).observe(finished - delivery.event_received_at)

@@ -1087,12 +1087,12 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    async def expire_waiting(self, now: float, older_than: float) -> list[str]:
-        """Dead-letter deliveries that waited for a link longer than `older_than` seconds."""
+    async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]:
+        """Dead-letter deliveries that waited for a link longer than `older_than` seconds: (id, target)."""
 
-        def write(conn: sqlite3.Connection) -> list[str]:
+        def write(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             rows = conn.execute(
-                "SELECT id, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < ?",
+                "SELECT id, target, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < ?",
                 (now - older_than,),
             ).fetchall()
             for row in rows:
@@ -1101,7 +1101,7 @@ class SQLiteStore:
                     "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ? WHERE id = ?",
                     (now, f"no {want[0]} {want[1]} was linked within {older_than:g} s", row["id"]),
                 )
-            return [row["id"] for row in rows]
+            return [(row["id"], row["target"]) for row in rows]
 
         return await self._write(write)
 
