@@ -25,6 +25,7 @@ from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
 from alertbridge.integrations_api import apply as apply_integration
 from alertbridge.integrations_api import integrations_api
+from alertbridge.lifecycle import Janitor
 from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
@@ -114,6 +115,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
         tasks.append(asyncio.create_task(router.run(), name="router"))
         tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
+        tasks.append(asyncio.create_task(Janitor(store, config.retention, services.clock).run(), name="retention"))
         log.info("started", endpoints=sorted(endpoints), targets=sorted(targets), routes=len(rules.routes))
         try:
             yield

@@ -367,6 +367,39 @@ def deliveries_show(
     out.print(table)
 
 
+@app.command()
+def export(
+    since: Annotated[str | None, typer.Option(help="Only events received in the last DURATION (1h, 7d).")] = None,
+    org: Annotated[str | None, typer.Option(help="Only this org's events.")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Every stored event as JSON lines (event, status, trace, deliveries), oldest first, on stdout."""
+    from alertbridge.config import parse_duration
+
+    settings, _ = _config(config)
+    try:
+        after = time.time() - parse_duration(since) if since else None
+    except ValueError as exc:
+        err.print(f"[red]--since: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def dump(s: Store) -> int:
+        seq, count = 0, 0
+        while True:
+            page = await s.export_events(seq, 500, since=after, org=org)
+            if not page:
+                return count
+            for _, row, deliveries in page:
+                kept = [{k: v for k, v in d.__dict__.items() if k not in ("event", "claim")} for d in deliveries]
+                sys.stdout.write(json.dumps({**_event_json(row), "deliveries": kept}, default=str) + "\n")
+                count += 1
+            seq = page[-1][0]
+
+    count = _with_store(store, settings, dump)
+    err.print(f"{count} event(s) exported")
+
+
 tokens_app = typer.Typer(help="API tokens for the admin API (/api/v1).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 

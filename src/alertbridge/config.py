@@ -243,6 +243,20 @@ class RoutingConfig(Model):
         return value
 
 
+class RetentionConfig(Model):
+    """How long history is kept. An event goes once it is older than `events` and none of its
+    deliveries is still to be sent; attempts go after `attempts`. None keeps forever."""
+
+    events: float | None = 30 * 86400.0
+    attempts: float | None = 30 * 86400.0
+    every: float = 600.0  # seconds between clean-ups
+    batch: int = Field(default=500, ge=1)  # rows per transaction, so ingress never waits long
+
+    _durations = field_validator("events", "attempts", "every", mode="before")(
+        lambda v: None if v is None else parse_duration(v)
+    )
+
+
 class Config(Model):
     store: str | None = None
     server: ServerConfig = ServerConfig()
@@ -253,6 +267,7 @@ class Config(Model):
     routes: list[RouteConfig] = []
     teams: list[TeamConfig] = []
     routing: RoutingConfig = RoutingConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     def endpoint(self, name: str) -> EndpointConfig:
         for endpoint in self.endpoints:

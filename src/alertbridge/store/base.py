@@ -156,6 +156,14 @@ class Store(Protocol):
     async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]: ...
     async def next_due(self) -> float | None: ...
 
+    # data lifecycle
+    async def purge(
+        self, events_before: float | None, attempts_before: float | None, limit: int
+    ) -> tuple[int, int]: ...
+    async def export_events(
+        self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[tuple[int, EventRow, list[Delivery]]]: ...
+
     # operators
     async def list_events(
         self,

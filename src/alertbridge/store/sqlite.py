@@ -1105,6 +1105,66 @@ class SQLiteStore:
 
         return await self._write(write)
 
+    # ---- data lifecycle
+
+    async def purge(self, events_before: float | None, attempts_before: float | None, limit: int) -> tuple[int, int]:
+        """Delete at most `limit` finished events older than `events_before` (with their deliveries and
+        attempts), and at most `limit` attempts older than `attempts_before`: (events, attempts) deleted."""
+
+        def write(conn: sqlite3.Connection) -> tuple[int, int]:
+            events = 0
+            if events_before is not None:
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM events e WHERE received_at < ? AND status != 'received'"
+                        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id"
+                        "   AND d.status IN ('pending', 'in_flight', 'waiting')) ORDER BY seq LIMIT ?",
+                        (events_before, limit),
+                    )
+                ]
+                for event_id in ids:
+                    conn.execute(
+                        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?)",
+                        (event_id,),
+                    )
+                    conn.execute("DELETE FROM deliveries WHERE event_id = ?", (event_id,))
+                    conn.execute("UPDATE notifications SET event_id = NULL WHERE event_id = ?", (event_id,))
+                    conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+                events = len(ids)
+            attempts = 0
+            if attempts_before is not None:
+                attempts = conn.execute(
+                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE started_at < ? LIMIT ?)",
+                    (attempts_before, limit),
+                ).rowcount
+            return events, attempts
+
+        return await self._write(write)
+
+    async def export_events(
+        self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[tuple[int, EventRow, list[Delivery]]]:
+        """A page of events in arrival order (after `after_seq`), each with its deliveries."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, EventRow, list[Delivery]]]:
+            clauses, params = _filters(
+                [("seq > ?", after_seq), ("received_at >= ?", since), ("received_at < ?", until), ("org = ?", org)]
+            )
+            rows = conn.execute(
+                f"SELECT seq, id, data, status, trace, routed_at FROM events{clauses} ORDER BY seq LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+            page = []
+            for row in rows:
+                deliveries = conn.execute(
+                    "SELECT * FROM deliveries WHERE event_id = ? ORDER BY seq", (row["id"],)
+                ).fetchall()
+                page.append((row["seq"], _event_row(row), [_delivery(d) for d in deliveries]))
+            return page
+
+        return await self._read(read)
+
     async def next_due(self) -> float | None:
         row = await self._read(
             lambda conn: conn.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'").fetchone()
