@@ -86,3 +86,23 @@ def test_without_a_secret_key_nothing_secret_is_saved(server_factory: Callable[.
     server = server_factory(EXAMPLES / "pagerduty-inbox.yaml")
     answer = server.client.post("/api/integrations/pagerduty", json={"apiKey": "k" * 20}, headers=admin(server))
     assert answer.status_code == 409 and "ALERTBRIDGE_SECRET_KEY" in answer.json()["error"]
+
+
+def test_connection_tests_for_pagerduty_and_opsgenie_keys(
+    server_factory: Callable[..., Server], pagerduty: FakePagerDutyREST
+) -> None:
+    from .fakes.opsgenie import FakeOpsgenie
+
+    with FakeOpsgenie("og-key") as opsgenie:
+        server = server_factory(EXAMPLES / "pagerduty-inbox.yaml")
+        headers = admin(server)
+
+        def check(kind: str, key: str, url: str) -> object:
+            body = {"kind": kind, "api_key": key, "url": url}
+            return server.client.post("/api/v1/integrations/test", json=body, headers=headers).json()
+
+        assert check("pagerduty", API_KEY, pagerduty.url) == {"ok": True, "message": "PagerDuty accepted the API key"}
+        assert check("pagerduty", "nope", pagerduty.url) == {"ok": False, "message": "PagerDuty refused the API key"}
+        assert check("opsgenie", "og-key", opsgenie.url) == {"ok": True, "message": "Opsgenie accepted the API key"}
+        assert check("opsgenie", "nope", opsgenie.url) == {"ok": False, "message": "Opsgenie refused the API key"}
+        assert check("opsgenie", "og-key", "http://127.0.0.1:9")["ok"] is False  # unreachable

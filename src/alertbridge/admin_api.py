@@ -158,6 +158,17 @@ class IncidentOut(BaseModel):
     updated_at: float
 
 
+class KeyTest(BaseModel):
+    kind: Literal["pagerduty", "opsgenie"]
+    api_key: str = Field(min_length=1, max_length=500)
+    url: str | None = Field(default=None, pattern=r"^https?://")  # EU or another base URL
+
+
+class KeyCheck(BaseModel):
+    ok: bool
+    message: str
+
+
 class TeamOut(BaseModel):
     name: str
     org: str
@@ -356,6 +367,15 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
             raise HTTPException(409, f"an incident for {key} exists already")
         found = await store.incidents(caller.org, int(made["id"]))
         return IncidentOut(**found[0])
+
+    @api.post("/integrations/test", response_model=KeyCheck, tags=["configuration"])
+    async def test_key(request: KeyTest, caller: Caller) -> KeyCheck:
+        """Test connection: does PagerDuty (or Opsgenie) accept this API key? The key is not stored."""
+        from alertbridge.integrations_api import check_key
+
+        if caller.role != "admin":  # it makes this server call out: admins only
+            raise HTTPException(403, "only an admin can test keys")
+        return KeyCheck(**await check_key(request.kind, request.api_key, request.url))
 
     @api.get("/endpoints", response_model=list[EndpointOut], tags=["configuration"])
     async def endpoints(caller: Caller) -> list[EndpointOut]:

@@ -40,6 +40,27 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, Any]:
+    """Ask the provider whether an API key works, with the cheapest read it allows."""
+    if kind == "pagerduty":
+        base = url or os.environ.get("PAGERDUTY_API_URL", "https://api.pagerduty.com")
+        target, headers, name = "/abilities", {"Authorization": f"Token token={key}", "Accept": ACCEPT}, "PagerDuty"
+    elif kind == "opsgenie":
+        base = url or os.environ.get("OPSGENIE_API_URL", "https://api.opsgenie.com")
+        target, headers, name = "/v2/alerts?limit=1", {"Authorization": f"GenieKey {key}"}, "Opsgenie"
+    else:
+        return {"ok": False, "message": f"cannot test {kind!r} keys: pagerduty or opsgenie"}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(base.rstrip("/") + target, headers=headers)
+    except httpx.HTTPError as exc:
+        return {"ok": False, "message": f"{name} could not be reached: {type(exc).__name__}"}
+    if answer.status_code == 200:
+        return {"ok": True, "message": f"{name} accepted the API key"}
+    reason = "refused the API key" if answer.status_code in (401, 403) else f"answered {answer.status_code}"
+    return {"ok": False, "message": f"{name} {reason}"}
+
+
 def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, Any], vault: Vault) -> bool:
     """Put saved settings into the live endpoint; False if this org has no such endpoint."""
     endpoint = endpoints.get(PATH)
@@ -140,17 +161,7 @@ def integrations_api(
             if not config.get("apiKey"):
                 return _error(400, "no apiKey given and none saved")
             key = vault.open(config["apiKey"])
-        url = os.environ.get("PAGERDUTY_API_URL", "https://api.pagerduty.com").rstrip("/") + "/abilities"
-        headers = {"Authorization": f"Token token={key}", "Accept": ACCEPT}
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                answer = await client.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            return JSONResponse({"ok": False, "message": f"PagerDuty could not be reached: {type(exc).__name__}"})
-        if answer.status_code == 200:
-            return JSONResponse({"ok": True, "message": "PagerDuty accepted the API key"})
-        reason = "refused the API key" if answer.status_code in (401, 403) else f"answered {answer.status_code}"
-        return JSONResponse({"ok": False, "message": f"PagerDuty {reason}"})
+        return JSONResponse(await check_key("pagerduty", key))
 
     return [
         Route("/api/integrations/pagerduty", settings, methods=["GET", "POST"]),

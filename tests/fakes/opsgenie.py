@@ -77,6 +77,7 @@ class FakeOpsgenie(FakeServer):
     def routes(self) -> list[Route]:
         return [
             Route("/v2/alerts", self.create, methods=["POST"]),
+            Route("/v2/alerts", self.list_alerts, methods=["GET"]),
             Route("/v2/alerts/requests/{request_id}", self.request_status, methods=["GET"]),
             Route("/v2/alerts/{identifier}/{action}", self.act, methods=["POST"]),
         ]
@@ -125,6 +126,13 @@ class FakeOpsgenie(FakeServer):
         with self._state:
             outcome = apply(request_id)
             self.processed[request_id] = {"processedAt": time.time(), **outcome}
+
+    async def list_alerts(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"GenieKey {self.api_key}":
+            return self._refuse(401, "Could not authenticate")
+        with self._state:
+            data = [{"id": a.id, "message": a.message, "status": a.status} for a in self.alerts.values()]
+        return JSONResponse({"data": data[: int(request.query_params.get("limit", "20"))], "took": 0.01})
 
     async def create(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, "CreateAlertPayload")
