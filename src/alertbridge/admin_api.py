@@ -160,8 +160,8 @@ class IncidentOut(BaseModel):
 
 class KeyTest(BaseModel):
     kind: Literal["pagerduty", "opsgenie"]
-    api_key: str = Field(min_length=1, max_length=500)
-    url: str | None = Field(default=None, pattern=r"^https?://")  # EU or another base URL
+    api_key: str = Field(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")  # what an HTTP header can carry
+    url: str | None = Field(default=None, pattern=r"^https?://[\x21-\x7e]+$")  # EU or another base URL
 
 
 class KeyCheck(BaseModel):

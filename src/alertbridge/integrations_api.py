@@ -55,6 +55,8 @@ async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, An
             answer = await client.get(base.rstrip("/") + target, headers=headers)
     except httpx.HTTPError as exc:
         return {"ok": False, "message": f"{name} could not be reached: {type(exc).__name__}"}
+    except (ValueError, UnicodeError):
+        return {"ok": False, "message": "the key or the URL cannot be sent in an HTTP request"}
     if answer.status_code == 200:
         return {"ok": True, "message": f"{name} accepted the API key"}
     reason = "refused the API key" if answer.status_code in (401, 403) else f"answered {answer.status_code}"
