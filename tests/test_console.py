@@ -127,9 +127,25 @@ def test_the_seed_001_flow_and_a_replay_in_the_browser(server_factory: Callable[
         shot(page, "05-event")
         page.click("button[data-replay]")
         wait_until(lambda: events.incidents, 15, "the replayed trigger")
+
+        # Everything that failed for a target lately: previewed, then replayed.
+        events.behave(500, times=2)
+        for n in (2, 3):
+            high = {"id": f"T{n}", "title": "Disk", "priorityName": "High"}
+            later = {"eventId": f"e{n}", "eventType": "ticket:created", "payload": {"ticket": high}}
+            assert server.post("/thena?token=t", later).status_code == 200
+        wait_until(lambda: len(server.deliveries("dead")) == 2, 15, "two more dead letters")
+        page.click("text=Dead letters")
+        page.select_option("select[name=target]", "pd")
+        page.click("text=Preview replay")
+        expect(page.locator("#bulk-status")).to_contain_text("2 would be replayed")
+        shot(page, "06-bulk-replay")
+        page.click("#bulk-go")
+        expect(page.locator("#bulk-status")).to_have_text("2 queued again.")
+        wait_until(lambda: len(events.incidents) == 3, 15, "the two replayed")
         # And on a phone.
         page.set_viewport_size({"width": 390, "height": 844})
         page.click("text=Events")
         expect(page.locator("h1")).to_have_text("Events")
-        shot(page, "06-phone-events")
+        shot(page, "07-phone-events")
         page.close()

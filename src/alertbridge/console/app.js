@@ -85,10 +85,25 @@ const pages = {
       <h2>Fields</h2><pre>${esc(JSON.stringify(d.fields, null, 2))}</pre>`;
   },
   async dead() {
-    const rows = await api("/api/v1/deliveries?status=dead");
-    view.innerHTML = `<h1>Dead letters</h1><table><thead><tr><th>target</th><th>action</th><th>event</th><th>last error</th><th></th></tr></thead><tbody>
+    const [rows, targets] = await Promise.all([api("/api/v1/deliveries?status=dead"), api("/api/v1/targets")]);
+    view.innerHTML = `<h1>Dead letters</h1>
+      <form class="filters" id="bulk"><select name="target">${targets.map((t) => `<option>${esc(t.name)}</option>`).join("")}</select>
+      <label>last <input name="hours" type="number" min="1" value="24" style="width:5em"> hours</label>
+      <button type="submit">Preview replay</button> <span role="status" id="bulk-status"></span></form>
+      <table><thead><tr><th>target</th><th>action</th><th>event</th><th>last error</th><th></th></tr></thead><tbody>
       ${rows.map((d) => `<tr><td>${esc(d.target)}</td><td>${esc(d.action)}</td><td><a href="#/event/${esc(d.event_id)}">${esc(d.event_id)}</a></td><td>${esc(d.last_error)}</td><td><button data-replay="${esc(d.id)}">Replay</button></td></tr>`).join("") || `<tr><td colspan="5">None.</td></tr>`}</tbody></table>`;
     bindReplay();
+    const bulk = view.querySelector("#bulk"), status = view.querySelector("#bulk-status");
+    bulk.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const selection = { target: bulk.target.value, status: "dead", since: Date.now() / 1000 - Number(bulk.hours.value) * 3600 };
+      const preview = await api("/api/v1/replay", { method: "POST", body: JSON.stringify({ ...selection, preview: true }) });
+      status.innerHTML = `${preview.count} would be replayed. ${preview.count ? `<button type="button" id="bulk-go">Replay ${preview.count}</button>` : ""}`;
+      view.querySelector("#bulk-go")?.addEventListener("click", async () => {
+        const done = await api("/api/v1/replay", { method: "POST", body: JSON.stringify(selection) });
+        status.textContent = `${done.count} queued again.`;
+      });
+    });
   },
   async inbox() {
     const rows = await api("/api/v1/notifications");
