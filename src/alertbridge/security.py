@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Any
 
 
 def same_secret(given: str | bytes, expected: str | bytes) -> bool:
@@ -38,6 +39,24 @@ def signing_key(secret: str) -> bytes:
     if secret.startswith("whsec_"):
         return base64.b64decode(secret.removeprefix("whsec_") + "==")
     return secret.encode()
+
+
+def standard_webhooks_signature(secret: str, message_id: str, timestamp: str | int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, as Standard Webhooks signs (and incident.io)."""
+    digest = hmac.new(signing_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def secret_values(value: Any, skip_empty: bool = False) -> list[str]:
+    """The plain values of a setting that holds one secret or several (a list while rotating).
+
+    With `skip_empty`, an empty one (an unset `${VAR:-}`) counts as none.
+    """
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    plain = [v.get_secret_value() for v in values]
+    return [v for v in plain if v] if skip_empty else plain
 
 
 def callback_token(secret: str, event_id: str) -> str:

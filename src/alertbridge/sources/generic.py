@@ -51,7 +51,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from alertbridge.events import Service, Subject
-from alertbridge.security import any_secret, same_secret
+from alertbridge.security import any_secret, same_secret, secret_values
 from alertbridge.sources.base import BadPayload, Endpoint, Event, Incoming, Source, Unauthorized, body_digest, text
 
 SCALARS = (
@@ -86,8 +86,7 @@ class Signature(BaseModel):
     prefix: str = ""  # e.g. "sha256=" as GitHub-style senders put before the digest
 
     def secrets(self) -> list[str]:
-        values = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.secret)
 
 
 class Fields(BaseModel):
@@ -156,10 +155,7 @@ class Settings(BaseModel):
         return self
 
     def tokens(self) -> list[str]:
-        if self.token is None:
-            return []
-        values = self.token if isinstance(self.token, list) else [self.token]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.token)
 
 
 def verify(request: Incoming, endpoint: Endpoint) -> None:

@@ -27,7 +27,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
-from alertbridge.security import hmac_sha256_hex, same_secret
+from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -50,8 +50,7 @@ class Settings(BaseModel):
     secret: SecretStr | list[SecretStr]
 
     def secrets(self) -> list[str]:
-        values = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.secret)
 
 
 def verify(request: Incoming, endpoint: Endpoint) -> None:

@@ -26,16 +26,13 @@ The envelope is `{"event_type": X, X: {...}}`; every event type becomes its own 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from typing import Any
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
-from alertbridge.security import signing_key
+from alertbridge.security import same_secret, secret_values, standard_webhooks_signature
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -59,8 +56,7 @@ class Settings(BaseModel):
     tolerance: float = TOLERANCE
 
     def secrets(self) -> list[str]:
-        values = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.secret)
 
 
 def _header(request: Incoming, name: str) -> str | None:
@@ -78,13 +74,12 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
         raise Unauthorized(403, "bad_signature", "webhook-timestamp is not a Unix time") from None
     if abs(endpoint.clock() - sent) > settings.tolerance:
         raise Unauthorized(403, "stale_timestamp", "the message timestamp is more than five minutes from now")
-    signed = f"{message_id}.{timestamp}.".encode() + request.body
-    given = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
+    given = [part for part in header.split() if part.startswith("v1,")]
     matched = False
     for secret in settings.secrets():
-        expected = base64.b64encode(hmac.new(signing_key(secret), signed, hashlib.sha256).digest()).decode()
+        expected = standard_webhooks_signature(secret, message_id, timestamp, request.body)
         for candidate in given:
-            matched |= hmac.compare_digest(candidate, expected)
+            matched |= same_secret(candidate, expected)
     if not matched:
         raise Unauthorized(403, "bad_signature", "no signature matches the body")
 

@@ -36,7 +36,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from alertbridge.events import Subject
-from alertbridge.security import any_secret, same_secret
+from alertbridge.security import any_secret, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -74,10 +74,7 @@ class Settings(BaseModel):
 
     def tokens(self) -> list[str]:
         """The configured tokens; an empty one (an unset `${VAR:-}`) is no token at all."""
-        if self.token is None:
-            return []
-        values = self.token if isinstance(self.token, list) else [self.token]
-        return [value.get_secret_value() for value in values if value.get_secret_value()]
+        return secret_values(self.token, skip_empty=True)
 
     def genie_key(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key and self.api_key.get_secret_value() else None

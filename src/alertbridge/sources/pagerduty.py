@@ -40,7 +40,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import PRIORITIES, Service, Subject
-from alertbridge.security import hmac_sha256_hex, same_secret
+from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -77,11 +77,8 @@ class Settings(BaseModel):
     allow_unsigned: bool = False  # legacy V2 webhooks carry no signature
 
     def secrets(self) -> list[bytes]:
-        if self.secret is None:
-            return []
-        values = self.secret if isinstance(self.secret, list) else [self.secret]
         # An empty secret (an unset `${VAR:-}`) is no secret.
-        return [value.get_secret_value().encode() for value in values if value.get_secret_value()]
+        return [value.encode() for value in secret_values(self.secret, skip_empty=True)]
 
 
 def signatures(header: str) -> list[str]:

@@ -34,7 +34,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
-from alertbridge.security import hmac_sha256_hex, same_secret
+from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -60,8 +60,7 @@ class Settings(BaseModel):
     max_age: float = MAX_AGE
 
     def secrets(self) -> list[str]:
-        values = self.signing_secret if isinstance(self.signing_secret, list) else [self.signing_secret]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.signing_secret)
 
 
 def verify(request: Incoming, endpoint: Endpoint) -> None:

@@ -36,7 +36,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Service, Subject
-from alertbridge.security import any_secret
+from alertbridge.security import any_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
     Endpoint,
@@ -60,8 +60,7 @@ class Settings(BaseModel):
     token_header: str = "x-webhook-token"
 
     def tokens(self) -> list[str]:
-        values = self.token if isinstance(self.token, list) else [self.token]
-        return [value.get_secret_value() for value in values]
+        return secret_values(self.token)
 
 
 PRIORITY = {"urgent": "P1", "critical": "P1", "high": "P2", "medium": "P3", "normal": "P3", "low": "P4"}

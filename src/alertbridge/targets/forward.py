@@ -22,10 +22,7 @@ note becomes a delivery of its own: a note on the PagerDuty incident the event i
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -33,7 +30,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Event, to_dict
-from alertbridge.security import callback_token, signing_key
+from alertbridge.security import callback_token, standard_webhooks_signature
 from alertbridge.targets.base import (
     FollowUp,
     Outcome,
@@ -62,11 +59,6 @@ class Settings(BaseModel):
 
 
 ACTIONS: dict[str, dict[str, Any]] = {"forward": {}}
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(signing_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def incident_of(event: Event | None) -> str | None:
@@ -109,7 +101,9 @@ def request(settings: Settings, action: str, fields: Mapping[str, Any], sending:
     if settings.team_token_header and sending.team_token:
         headers[settings.team_token_header] = settings.team_token_prefix + sending.team_token
     if settings.secret:
-        headers["webhook-signature"] = sign(settings.secret.get_secret_value(), sending.delivery_id, timestamp, body)
+        headers["webhook-signature"] = standard_webhooks_signature(
+            settings.secret.get_secret_value(), sending.delivery_id, timestamp, body
+        )
     return OutgoingRequest("POST", settings.url, headers=headers, content=body)
 
 
