@@ -16,7 +16,6 @@ from typing import Any
 
 from alertbridge import logs
 from alertbridge.config import FailureAlertConfig
-from alertbridge.ids import new_id
 from alertbridge.store.base import Delivery, NewDelivery, Store
 
 log = logs.get("alertbridge.alarms")
@@ -78,17 +77,14 @@ class Alarms:
                 if k not in ("target", "action")
             }
             made.append(
-                NewDelivery(
-                    id=new_id(now),
-                    org=delivery.org,
-                    event_id=delivery.event_id,
+                NewDelivery.after(
+                    delivery,
                     route=f"failure alarm for {target}",
                     target=name,
                     action=str(spec.get("action")),
                     fields=fields,
-                    idempotency_key=f"alarm:{target}:{int(now)}:{index}",
-                    order_key=None,
-                    created_at=now,
+                    key=f"alarm:{target}:{int(now)}:{index}",
+                    now=now,
                 )
             )
         return made

@@ -20,7 +20,6 @@ from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
 from alertbridge.events import refs
-from alertbridge.ids import new_id
 from alertbridge.metrics import Metrics
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
 from alertbridge.targets import ConfiguredTarget, Outcome
@@ -235,17 +234,14 @@ class Dispatcher:
             return []
         fields = {k: v for k, v in spec.items() if k not in ("target", "action")}
         return [
-            NewDelivery(
-                id=new_id(now),
-                org=delivery.org,
-                event_id=delivery.event_id,
+            NewDelivery.after(
+                delivery,
                 route=f"{delivery.route} → {delivery.target} (dead)",
                 target=str(spec["target"]),
                 action=str(spec.get("action")),
                 fields=fields,
-                idempotency_key=f"dead:{delivery.id}",
-                order_key=None,
-                created_at=now,
+                key=f"dead:{delivery.id}",
+                now=now,
             )
         ]
 
@@ -259,17 +255,15 @@ class Dispatcher:
                 continue
             order = target.type.order_key(target.settings, follow.action, follow.fields)
             made.append(
-                NewDelivery(
-                    id=new_id(now),
-                    org=delivery.org,
-                    event_id=delivery.event_id,
+                NewDelivery.after(
+                    delivery,
                     route=f"{delivery.route} → {delivery.target}",
                     target=follow.target,
                     action=follow.action,
                     fields=follow.fields,
-                    idempotency_key=f"follow:{delivery.id}:{index}",
+                    key=f"follow:{delivery.id}:{index}",
+                    now=now,
                     order_key=f"{follow.target}:{order}" if order else None,
-                    created_at=now,
                 )
             )
         return made

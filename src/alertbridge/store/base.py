@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from alertbridge.events import Event
+from alertbridge.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,34 @@ class NewDelivery:
     # Set when the action needs a link that does not exist yet: {refs, want, marker}. The delivery
     # waits (status `waiting`) until the link is stored, then `marker` in its fields becomes the id.
     waiting_for: dict[str, Any] | None = None
+
+    @classmethod
+    def after(
+        cls,
+        delivery: Delivery,
+        *,
+        route: str,
+        target: str,
+        action: str,
+        fields: dict[str, Any],
+        key: str,
+        now: float,
+        order_key: str | None = None,
+    ) -> NewDelivery:
+        """A delivery that another one asks for (a follow-up, an `on_dead` action, an alarm): same org
+        and event; `key` makes it once-only."""
+        return cls(
+            id=new_id(now),
+            org=delivery.org,
+            event_id=delivery.event_id,
+            route=route,
+            target=target,
+            action=action,
+            fields=fields,
+            idempotency_key=key,
+            order_key=order_key,
+            created_at=now,
+        )
 
 
 Ref = tuple[str, str, str]  # (system, type, id)
