@@ -14,7 +14,7 @@ from alertbridge.events import Event, refs, to_dict
 from alertbridge.ids import new_id
 from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
 from alertbridge.routing.routes import Route
-from alertbridge.routing.templates import RenderError, Templates
+from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.store.base import NewDelivery
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.targets.base import Sending
@@ -62,6 +62,7 @@ def decide(
     team: Mapping[str, Any] | None = None,
 ) -> Decision:
     view = context(event, original, links, team)
+    bound = templates.bind(view)
     decision = Decision(status="unmatched")
     winner: str | None = None
     # Conditions see the event's fields, and `team.*` when a team owns what it is about.
@@ -81,7 +82,7 @@ def decide(
             decision.status = "routed"
         step["actions"] = []
         for index, action in enumerate(route.actions):
-            step["actions"].append(_plan(event, view, route, index, action, targets, templates, clock, decision))
+            step["actions"].append(_plan(event, route, index, action, targets, bound, clock, decision))
         if not route.continue_:
             winner = route.name
     if decision.status == "unmatched":
@@ -91,30 +92,31 @@ def decide(
 
 def _plan(
     event: Event,
-    view: dict[str, Any],
     route: Route,
     index: int,
     action: Any,
     targets: Mapping[str, ConfiguredTarget],
-    templates: Templates,
+    templates: Bound,
     clock: Callable[[], float],
     decision: Decision,
 ) -> dict[str, Any]:
     """Render one action into a delivery, or record why it could not be."""
     where = f"routes.{route.name}.actions[{index}]"
     try:
-        target_name = str(templates.render(action.target, view, f"{where}.target"))
+        target_name = str(templates.render(action.target, f"{where}.target"))
         target = targets.get(target_name)
         if target is None:
             raise RenderError(f"{where}.target: no target named {target_name!r}")
         defaults = target.type.actions.get(action.action)
         if defaults is None:
             raise RenderError(f"{where}.action: {target.type.name} has no action {action.action!r}")
-        fields = templates.render({**defaults, **action.fields}, view, where)
+        fields = templates.render({**defaults, **action.fields}, where)
         fields = {k: v for k, v in fields.items() if v is not None and v != ""}
-        waiting, fields = _needs_link(event, target_name, target, action.action, fields, clock)
+        waiting = None
+        if templates.context["links"].misses:  # a template asked for a link that is not there (yet)
+            waiting, fields = _needs_link(event, target_name, target, action.action, fields, clock)
         key = (
-            f"key:{templates.render(action.key, view, f'{where}.key')}"
+            f"key:{templates.render(action.key, f'{where}.key')}"
             if action.key
             else f"event:{event.id}:{route.name}:{index}"
         )

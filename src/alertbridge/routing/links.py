@@ -37,26 +37,32 @@ class MissingLink:
 
 
 class _Types(dict[str, Any]):
-    def __init__(self, system: str, of: Ref | None, found: dict[str, str]) -> None:
+    def __init__(self, system: str, of: Ref | None, found: dict[str, str], misses: list[MissingLink]) -> None:
         super().__init__(found)
-        self.system, self.of = system, of
+        self.system, self.of, self.misses = system, of, misses
 
     def __missing__(self, type_: str) -> MissingLink:
-        return MissingLink(self.system, type_, self.of)
+        missing = MissingLink(self.system, type_, self.of)
+        self.misses.append(missing)
+        return missing
 
 
 class Links(dict[str, Any]):
-    """{system: {type: id}} of what is linked to the event's subject."""
+    """{system: {type: id}} of what is linked to the event's subject.
+
+    `misses` lists every missing link a template asked for: while it is empty, no rendered field
+    can hold one, and the fields need not be searched."""
 
     def __init__(self, of: Ref | None, linked: Sequence[Ref]) -> None:
         by_system: dict[str, dict[str, str]] = {}
         for system, type_, object_id in linked:
             by_system.setdefault(system, {}).setdefault(type_, object_id)
-        super().__init__({system: _Types(system, of, found) for system, found in by_system.items()})
+        self.misses: list[MissingLink] = []
+        super().__init__({system: _Types(system, of, found, self.misses) for system, found in by_system.items()})
         self.of = of
 
     def __missing__(self, system: str) -> _Types:
-        return _Types(system, self.of, {})
+        return _Types(system, self.of, {}, self.misses)
 
 
 def missing_in(value: Any, found: list[MissingLink] | None = None) -> list[MissingLink]:

@@ -62,14 +62,19 @@ def _details(event: Mapping[str, Any]) -> dict[str, Any]:
     return {name: event[name] for name in keep if event.get(name) not in (None, "", [], {}, ())}
 
 
-class _Run:
-    """One render: the variables, and the jinja context made from them on first need."""
+class Bound:
+    """Templates bound to one set of variables: every render through it shares one jinja context,
+    made on first need (making it is most of a small template's cost)."""
 
-    __slots__ = ("context", "jinja")
+    __slots__ = ("context", "jinja", "templates")
 
-    def __init__(self, context: Mapping[str, Any]) -> None:
+    def __init__(self, templates: Templates, context: Mapping[str, Any]) -> None:
+        self.templates = templates
         self.context = context
         self.jinja: Any = None
+
+    def render(self, value: Any, where: str = "") -> Any:
+        return self.templates._render(value, self, where)
 
 
 class Templates:
@@ -87,6 +92,8 @@ class Templates:
         self.env.filters["lookup"] = lookup
         self.env.filters["details"] = _details
         self.env.globals["tables"] = self.tables
+        # Every template here is made without globals of its own, so they all see these.
+        self._globals = dict(self.env.globals)
         self._cache: dict[str, Any] = {}
 
     def compile(self, source: str) -> tuple[str, Any]:
@@ -113,19 +120,25 @@ class Templates:
         return compiled
 
     def render(self, value: Any, context: Mapping[str, Any], where: str = "") -> Any:
-        """Render strings, and the strings inside lists and mappings, against `context`.
+        """Render strings, and the strings inside lists and mappings, against `context`."""
+        return self._render(value, Bound(self, context), where)
 
-        One jinja context serves every template in `value`: building it is most of the cost.
-        """
-        return self._render(value, _Run(context), where)
+    def bind(self, context: Mapping[str, Any]) -> Bound:
+        """For several renders against the same variables (one event's actions)."""
+        return Bound(self, context)
 
-    def _render(self, value: Any, run: _Run, where: str) -> Any:
+    def _new_context(self, variables: Mapping[str, Any]) -> Any:
+        # What Template.new_context builds, without merging a ChainMap of globals on every call
+        # (that merge was most of a label's or a response's cost).
+        return self.env.context_class(self.env, {**self._globals, **variables}, None, {})
+
+    def _render(self, value: Any, run: Bound, where: str) -> Any:
         if isinstance(value, str):
             mode, compiled = self.compile(value)
             if mode == "literal":
                 return compiled
             if run.jinja is None:
-                run.jinja = compiled.new_context(dict(run.context))
+                run.jinja = self._new_context(run.context)
             ctx = run.jinja
             try:
                 if mode == "expr":
