@@ -47,7 +47,9 @@ def start(server_factory: Callable[..., Server], agent_url: str, slack: FakeSlac
     text = (EXAMPLES / "team-routing.yaml").read_text()
     text = text.replace("routing:                            # more", "routing:  # more", 1)
     text = text.replace("\nrouting:\n", "\n" + EXTRA_TEAM.strip("\n") + "\n\nrouting:\n", 1)
-    text = text.replace("retry: { max_attempts: 6, backoff_cap: 60 }", "retry: { max_attempts: 3, backoff_base: 0.2 }")
+    # Retries about 0.5 s then 1 s apart: room for a test to bring the agent back between them, even
+    # when one `deliveries list` from the CLI takes most of a second on a busy machine.
+    text = text.replace("retry: { max_attempts: 6, backoff_cap: 60 }", "retry: { max_attempts: 3, backoff_base: 1.0 }")
     env = {
         "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5",
         "GITHUB_WEBHOOK_SECRET": "It's a Secret to Everybody",

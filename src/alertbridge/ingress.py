@@ -26,7 +26,7 @@ from alertbridge import logs
 from alertbridge.events import Event
 from alertbridge.metrics import Metrics
 from alertbridge.routing.decide import context
-from alertbridge.routing.templates import RenderError, Templates
+from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
 from alertbridge.store.base import Store, Stored
 
@@ -135,8 +135,12 @@ class Ingress:
         except BadPayload as exc:
             await refuse(400, "bad_payload", str(exc))
             return
-        if endpoint.config.labels:
-            events = [apply_labels(endpoint, e, self.templates) for e in events]
+        # The first event's template variables serve its labels and then the response.
+        bound = None
+        if endpoint.config.labels or (endpoint.config.response is not None and events):
+            labelled = [label(endpoint, e, self.templates) for e in events]
+            events = [e for e, _ in labelled]
+            bound = labelled[0][1] if labelled else None
         try:
             stored = await self._store(events) if events else []
         except Exception as exc:  # StoreUnavailable, a timeout, or any failure to commit: the sender retries
@@ -150,7 +154,7 @@ class Ingress:
             (counters.duplicate if s.duplicate_of else counters.new).inc()
         duplicate = bool(stored) and all(s.duplicate_of for s in stored)
         ids = [s.duplicate_of or s.event_id for s in stored]
-        await _respond(send, 200, self._answer(endpoint, events, ids, duplicate), head)
+        await _respond(send, 200, self._answer(endpoint, bound, ids, duplicate), head)
         counters.seconds.observe(time.perf_counter() - started)
 
     def _count_for(self, name: str) -> _Counters:
@@ -188,13 +192,13 @@ class Ingress:
         finally:
             timer.cancel()
 
-    def _answer(self, endpoint: Endpoint, events: list[Event], ids: list[str], duplicate: bool) -> Any:
+    def _answer(self, endpoint: Endpoint, bound: Bound | None, ids: list[str], duplicate: bool) -> Any:
         template = endpoint.config.response
-        if template is None or not events:
+        if template is None or bound is None:
             return {"ok": True, "events": ids, "duplicate": duplicate}
-        view = {**context(events[0]), "events": ids, "duplicate": duplicate}
+        bound.update(events=ids, duplicate=duplicate)
         try:
-            rendered = self.templates.render(template, view, "response")
+            rendered = bound.render(template, "response")
         except RenderError as exc:
             log.warning("response_failed", endpoint=endpoint.name, error=str(exc))
             return {"ok": True, "events": ids, "duplicate": duplicate}
@@ -203,16 +207,25 @@ class Ingress:
 
 def apply_labels(endpoint: Endpoint, event: Event, templates: Templates) -> Event:
     """The event with the endpoint's labels computed; a label that fails is left out and logged."""
+    return label(endpoint, event, templates)[0]
+
+
+def label(endpoint: Endpoint, event: Event, templates: Templates) -> tuple[Event, Bound]:
+    """The event with its labels, and the template variables bound to it (labels included), which
+    the response renders from too: one set of variables for both."""
     view = context(event)
-    labels = dict(event.labels)
+    labels = view["labels"]  # what templates see as `labels` and `event.labels`: filled in as we go
+    bound = templates.bind(view)
     for key, template in endpoint.config.labels.items():
         try:
-            labels[key] = templates.render(template, {**view, "labels": labels}, f"labels.{key}")
+            labels[key] = bound.render(template, f"labels.{key}")
         except RenderError as exc:
             log.warning("label_failed", endpoint=endpoint.name, label=key, error=str(exc))
         if labels.get(key) in ("", None):
             labels.pop(key, None)
-    return msgspec.structs.replace(event, labels=labels)
+    if endpoint.config.labels:
+        event = msgspec.structs.replace(event, labels=dict(labels))
+    return event, bound
 
 
 async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:

@@ -76,6 +76,12 @@ class Bound:
     def render(self, value: Any, where: str = "") -> Any:
         return self.templates._render(value, self, where)
 
+    def update(self, **variables: Any) -> None:
+        """More variables for the renders still to come."""
+        self.context = {**self.context, **variables}
+        if self.jinja is not None:
+            self.jinja.parent.update(variables)
+
 
 class Templates:
     """Compiles once (at config load), renders many times."""
