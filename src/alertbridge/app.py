@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -116,6 +117,10 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         tasks.append(asyncio.create_task(router.run(), name="router"))
         tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
         tasks.append(asyncio.create_task(Janitor(store, config.retention, services.clock).run(), name="retention"))
+        # What start-up made (modules, the API's models, templates) lives as long as the process: out
+        # of the collector's sight, a full collection no longer walks it (80 ms of CPU, a p99 spike).
+        gc.collect()
+        gc.freeze()
         log.info("started", endpoints=sorted(endpoints), targets=sorted(targets), routes=len(rules.routes))
         try:
             yield
