@@ -182,14 +182,14 @@ def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, fl
     }
 
 
-async def closed(host: str, port: int, path: str, connections: int, duration: float) -> dict[str, float]:
+async def closed(host: str, ports: list[int], path: str, connections: int, duration: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     prefix = uuid.uuid4().hex[:8]
     counter = 0
     deadline = time.perf_counter() + duration
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         nonlocal errors, counter
         conn = Connection(host, port)
         while time.perf_counter() < deadline:
@@ -207,18 +207,18 @@ async def closed(host: str, port: int, path: str, connections: int, duration: fl
                 errors += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(ports[n % len(ports)]) for n in range(connections)))
     return summary(latencies, time.perf_counter() - started, errors)
 
 
-async def open_loop(host: str, port: int, path: str, rate: float, duration: float, connections: int) -> dict:
+async def open_loop(host: str, ports: list[int], path: str, rate: float, duration: float, connections: int) -> dict:
     queue: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
     latencies: list[float] = []
     sent: dict[str, float] = {}
     errors = 0
     prefix = uuid.uuid4().hex[:8]
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         nonlocal errors
         conn = Connection(host, port)
         while (item := await queue.get()) is not None:
@@ -233,7 +233,7 @@ async def open_loop(host: str, port: int, path: str, rate: float, duration: floa
             if status >= 300:
                 errors += 1
 
-    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    workers = [asyncio.create_task(worker(ports[n % len(ports)])) for n in range(connections)]
     total = int(rate * duration)
     start_perf, start_wall = time.perf_counter(), time.time()
     for i in range(total):
@@ -254,7 +254,7 @@ async def open_loop(host: str, port: int, path: str, rate: float, duration: floa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["closed", "open"])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", required=True, help="a port, or several separated by commas (connections alternate)")
     parser.add_argument("--path", default="/thena/events?token=bench-token")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10)
@@ -270,10 +270,11 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    ports = [int(p) for p in str(args.port).split(",")]
     if args.mode == "closed":
-        result = asyncio.run(closed("127.0.0.1", args.port, args.path, args.connections, args.duration))
+        result = asyncio.run(closed("127.0.0.1", ports, args.path, args.connections, args.duration))
     else:
-        result = asyncio.run(open_loop("127.0.0.1", args.port, args.path, args.rate, args.duration, args.connections))
+        result = asyncio.run(open_loop("127.0.0.1", ports, args.path, args.rate, args.duration, args.connections))
     if args.out:
         with open(args.out, "w") as file:
             json.dump(result, file)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
 TOKEN = "bench-token"
-ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "mixed", "sync"]
+ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "mixed", "pg1", "pg2", "sync"]
 PD_SECRET = "bench-pagerduty-secret"
 SIGNING = {
     "PD_SECRET": PD_SECRET,
@@ -87,14 +87,29 @@ def uvicorn(app: str, port: int, env: dict[str, str] | None = None) -> contextli
     return process([*args, "--no-access-log", "--log-level", "warning"], port, env)
 
 
-def alertbridge(config: Path, port: int, env: dict[str, str], workdir: Path) -> contextlib.AbstractContextManager[int]:
+def alertbridge(
+    config: Path, port: int, env: dict[str, str], workdir: Path, store: str | None = None
+) -> contextlib.AbstractContextManager[int]:
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**env, "ALERTBRIDGE_STORE": f"sqlite:///{workdir / 'bench.db'}"}
+    env = {**env, "ALERTBRIDGE_STORE": store or f"sqlite:///{workdir / 'bench.db'}"}
     args = [ALERTBRIDGE, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     return process([*args, "--log-level", "warning"], port, env, ready="/healthz")
 
 
-def load(mode: str, port: int, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server (PG_URL, default postgresql://127.0.0.1:5432), dropped after."""
+    server = os.environ.get("PG_URL", "postgresql://127.0.0.1:5432")
+    name = f"alertbridge_bench_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+    admin = f"{server}/postgres"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+    try:
+        yield f"{server}/{name}"
+    finally:
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
+def load(mode: str, port: int | str, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
     cmd = [PYTHON, str(ROOT / "bench" / "load.py"), mode, "--port", str(port), "--path", path, "--kind", kind]
     cmd += ["--connections", str(args.connections), "--duration", str(args.duration), "--rate", str(args.rate)]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -152,6 +167,16 @@ def e2e(sent: dict[str, float], received: dict[str, float]) -> dict[str, float]:
     }
 
 
+def wait_delivered(sent: dict[str, float], pd_port: int, timeout: float = 30) -> dict[str, float]:
+    """End-to-end latencies once the fake PagerDuty has every incident (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while len(received := fetch_json(pd_port, "/received")) < len(sent):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return e2e(sent, received)
+
+
 def run(args: argparse.Namespace) -> dict:
     results: dict[str, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="alertbridge-bench-"))
@@ -203,13 +228,7 @@ def run(args: argparse.Namespace) -> dict:
                 port = free_port()
                 with alertbridge(config_file(workdir, "thena-pagerduty.yaml", False), port, env, workdir / "e") as pid:
                     row = load("open", port, thena_path, args)
-                    sent = row.pop("sent")
-                    deadline = time.monotonic() + 30
-                    while len(received := fetch_json(pd_port, "/received")) < len(sent):
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(0.5)
-                    row["e2e"] = e2e(sent, received)
+                    row["e2e"] = wait_delivered(row.pop("sent"), pd_port)
                     results[f"alertbridge end to end at {args.rate:g}/s"] = {**row, "rss_mb": rss_mb(pid)[1]}
             if "v3" in args.only:
                 port = free_port()
@@ -223,6 +242,27 @@ def run(args: argparse.Namespace) -> dict:
                     results["alertbridge mixed Slack/GitHub/PagerDuty/incident.io ingest, paused"] = load(
                         "closed", port, "/", args, kind="mixed"
                     )
+            for replicas in (1, 2):
+                if f"pg{replicas}" not in args.only:
+                    continue
+                name = f"alertbridge on PostgreSQL, {replicas} replica{'s' if replicas > 1 else ''}"
+                for paused in (True, False):
+                    urllib.request.urlopen(f"http://127.0.0.1:{pd_port}/reset")
+                    config = config_file(workdir, "thena-pagerduty.yaml", paused)
+                    with pg_database() as store, contextlib.ExitStack() as stack:
+                        ports = [free_port() for _ in range(replicas)]
+                        pids = [
+                            stack.enter_context(alertbridge(config, port, env, workdir / f"pg{replicas}-{n}", store))
+                            for n, port in enumerate(ports)
+                        ]
+                        joined = ",".join(map(str, ports))
+                        if paused:
+                            row = load("closed", joined, thena_path, args)
+                            results[f"{name}, ingest, delivery paused"] = {**row, "rss_mb": rss_mb(pids[0])[1]}
+                        else:
+                            row = load("open", joined, thena_path, args)
+                            row["e2e"] = wait_delivered(row.pop("sent"), pd_port)
+                            results[f"{name}, end to end at {args.rate:g}/s"] = {**row, "rss_mb": rss_mb(pids[0])[1]}
         if "sync" in args.only:
             out = subprocess.run([PYTHON, str(ROOT / "bench" / "sync.py")], check=True, capture_output=True, text=True)
             results["sync"] = json.loads(out.stdout)
