@@ -31,7 +31,7 @@ from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources.base import Endpoint
-from alertbridge.store import Store, open_store, store_url
+from alertbridge.store import Store, masked, open_store, store_url
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.team_api import team_api
 from alertbridge.vault import Vault, VaultUnavailable
@@ -65,7 +65,8 @@ def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, End
 
 def create_app(config: Config, services: Services | None = None, store: Store | None = None) -> Ingress:
     services = services or Services()
-    store = store or open_store(store_url(config.store))
+    url = store_url(config.store)
+    store = store or open_store(url)
     metrics = Metrics()
     rules = compile_rules(config)
     targets = target_types.configure(config)
@@ -94,7 +95,10 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         echo_systems=echo_systems,
         echo_window=config.delivery.echo_window,
         teams=teams,
+        lease=config.routing.lease,
     )
+    # Other replicas' commits wake this one's router and dispatcher (PostgreSQL's LISTEN/NOTIFY).
+    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake)
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -116,7 +120,13 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         tasks.append(asyncio.create_task(router.run(), name="router"))
         tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
         tasks.append(asyncio.create_task(Janitor(store, config.retention, services.clock).run(), name="retention"))
-        log.info("started", endpoints=sorted(endpoints), targets=sorted(targets), routes=len(rules.routes))
+        log.info(
+            "started",
+            endpoints=sorted(endpoints),
+            targets=sorted(targets),
+            routes=len(rules.routes),
+            store=masked(url),
+        )
         try:
             yield
         finally:
