@@ -114,7 +114,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
                     apply_integration(live[0].endpoints, org, saved, vault)
                 except VaultUnavailable as exc:
                     log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
-        released = await store.release_claims()
+        released = await store.release_claims(services.clock())
         if released:
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
         tasks.append(asyncio.create_task(router.run(), name="router"))

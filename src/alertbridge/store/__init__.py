@@ -26,7 +26,8 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from alertbridge.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        # A stable name for this replica lets it release its own claims when it restarts.
+        return PostgresStore(url, replica=os.environ.get("ALERTBRIDGE_REPLICA") or None)
     raise ValueError(
         f"unsupported store URL {masked(url)!r}: use sqlite:///path/to/file.db or postgresql://user@host/database"
     )

@@ -15,11 +15,15 @@ The replica model:
   cannot overwrite the new owner's result (`record_attempt` checks the claim token), and a
   repeated send carries the same idempotency key (PagerDuty's `dedup_key`), so a takeover is safe.
   The lease must be longer than a target's timeout.
-- **`release_claims()` at start-up releases only expired claims.** On SQLite the starting process
-  is the only one, so everything in flight is its own leftover; here the claims may belong to live
-  replicas, and a fresh process cannot tell its predecessor's claims from a sibling's. Releasing
-  only what has expired never takes work from a live replica; a dead replica's claims come back
-  when their lease ends.
+- **`release_claims()` at start-up releases expired claims, and the replica's own.** On SQLite the
+  starting process is the only one, so everything in flight is its own leftover; here the claims
+  may belong to live replicas, and a fresh process cannot tell its predecessor's claims from a
+  sibling's. So by default only what has expired is released, which never takes work from a live
+  replica; a dead replica's claims come back when their lease ends. A replica given a stable name
+  (`ALERTBRIDGE_REPLICA`: a StatefulSet pod's name, a compose container's) writes it into every
+  claim, and when it starts again it releases that name's claims at once, as SQLite does: they
+  can only be its dead predecessor's. The name must be unique among live replicas; two live
+  processes with one name would take each other's work (sent twice, with the same dedup key).
 - **Wake-ups travel by LISTEN/NOTIFY.** A commit that stores events notifies `alertbridge_events`
   (routers wake) and one that writes due deliveries notifies `alertbridge_deliveries`
   (dispatchers wake), with this store's token as payload so a replica ignores its own. Each
@@ -445,9 +449,11 @@ _FIRST_COPIES = (
 
 
 class PostgresStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, replica: str | None = None) -> None:
         self.url = url
-        self.token = uuid.uuid4().hex  # this replica's name in claims it keeps and in its notifications
+        # Claims start with the replica's stable name (if it has one) so that it can release its own.
+        self.prefix = f"{replica}:" if replica else ""
+        self.token = self.prefix + uuid.uuid4().hex  # this process in its event claims and notifications
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._queue: asyncio.Queue[_Waiting] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -656,10 +662,11 @@ class PostgresStore:
         rows = await self._all(
             "UPDATE events SET claim = %(token)s, claimed_until = %(until)s WHERE seq IN ("
             "  SELECT seq FROM events WHERE status = 'received'"
-            "    AND (claimed_until IS NULL OR claimed_until <= %(now)s OR claim = %(token)s)"
+            "    AND (claimed_until IS NULL OR claimed_until <= %(now)s OR claim = %(token)s"
+            "      OR (%(prefix)s <> '' AND starts_with(claim, %(prefix)s)))"
             "  ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
             " RETURNING seq, data",
-            {"token": self.token, "until": at + lease, "now": at, "limit": limit},
+            {"token": self.token, "prefix": self.prefix, "until": at + lease, "now": at, "limit": limit},
         )
         rows.sort(key=lambda row: row["seq"])
         return [ev.decode(row["data"]) for row in rows]
@@ -690,12 +697,14 @@ class PostgresStore:
 
     # ---- dispatcher
 
-    async def release_claims(self) -> int:
-        """Only claims whose lease has run out: the others may belong to live replicas (module docstring)."""
+    async def release_claims(self, now: float | None = None) -> int:
+        """Claims whose lease has run out, and this replica's own if it has a stable name; never a live
+        sibling's (module docstring)."""
         return await self._exec(
             "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL"
-            " WHERE status = 'in_flight' AND claimed_until <= %s",
-            (time.time(),),
+            " WHERE status = 'in_flight'"
+            "   AND (claimed_until <= %(now)s OR (%(prefix)s <> '' AND starts_with(claim, %(prefix)s)))",
+            {"now": time.time() if now is None else now, "prefix": self.prefix},
         )
 
     async def claim_deliveries(
@@ -735,7 +744,7 @@ class PostgresStore:
                 chosen.append(row)
             if not chosen:
                 return []
-            token = uuid.uuid4().hex
+            token = self.prefix + uuid.uuid4().hex
             await conn.execute(
                 "UPDATE deliveries SET status = 'in_flight', claim = %s, claimed_until = %s WHERE id = ANY(%s)",
                 (token, now + lease, [row["id"] for row in chosen]),

@@ -675,7 +675,8 @@ class SQLiteStore:
 
     # ---- dispatcher
 
-    async def release_claims(self) -> int:
+    async def release_claims(self, now: float | None = None) -> int:
+        """Every claim: this file has one process, so whatever is in flight is the last run's."""
         return await self._write(
             lambda conn: (
                 conn.execute(
