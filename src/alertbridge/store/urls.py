@@ -14,6 +14,8 @@ def masked(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable store URL>"
+    if parts.password is None and not _QUERY_PASSWORD.search(parts.query):
+        return url
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
