@@ -59,7 +59,10 @@ class Server:
             "ALERTBRIDGE_STORE": self.store,
             "PYTHONUNBUFFERED": "1",
         }
+        # The first server of a test logs to server.log; others beside it (replicas) to their own file.
         self.log_path = workdir / "server.log"
+        if self.log_path.exists():
+            self.log_path = workdir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
