@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from . import backends
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SHARED = ROOT.parent / "shared"
@@ -39,16 +41,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 
 
 class Server:
-    """One alertbridge process: `serve` with a config file and a SQLite store in a temp dir."""
+    """One alertbridge process: `serve` with a config file, on the test's store (a SQLite file in
+    its temp dir, or its own PostgreSQL database: see tests/backends.py)."""
 
-    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str], store: str | None = None) -> None:
         self.workdir = workdir
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.store = f"sqlite:///{workdir / 'alertbridge.db'}"
-        self.env = {**os.environ, **env, "ALERTBRIDGE_STORE": self.store, "PYTHONUNBUFFERED": "1"}
+        self.store = store or f"sqlite:///{workdir / 'alertbridge.db'}"
+        # A name that stays with this server across restarts, as a pod's does (PostgreSQL claims).
+        self.name = f"server-{self.port}"
+        self.env = {
+            **os.environ,
+            "ALERTBRIDGE_REPLICA": self.name,
+            **env,
+            "ALERTBRIDGE_STORE": self.store,
+            "PYTHONUNBUFFERED": "1",
+        }
+        # The first server of a test logs to server.log; others beside it (replicas) to their own file.
         self.log_path = workdir / "server.log"
+        if self.log_path.exists():
+            self.log_path = workdir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
@@ -142,8 +156,29 @@ class Server:
         return 0.0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """On PostgreSQL, a server that cannot be reached fails the run at once, loudly: never a skip."""
+    if backends.POSTGRES:
+        try:
+            backends.admin_url()
+        except RuntimeError as exc:
+            raise pytest.UsageError(f"ALERTBRIDGE_TEST_BACKEND={backends.BACKEND}: {exc}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"alertbridge store backend: {'postgresql' if backends.POSTGRES else 'sqlite'}"
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def store_url(tmp_path: Path) -> Iterator[str]:
+    """This test's store: the SQLite file in its temp dir, or a PostgreSQL database made for it."""
+    with backends.store_url(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, store_url: str) -> Iterator[Callable[..., Server]]:
+    """Servers of one test share its store, as they share its directory (and a SQLite file in it)."""
     servers: list[Server] = []
 
     def make(config: str | Path, env: dict[str, str] | None = None, start: bool = True) -> Server:
@@ -152,7 +187,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             path.write_text(config)
         else:
             path = config
-        server = Server(tmp_path, path, env or {})
+        server = Server(tmp_path, path, env or {}, store_url)
         servers.append(server)
         return server.start() if start else server
 

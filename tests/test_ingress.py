@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from .backends import writes_blocked
 from .conftest import EXAMPLES, Server, wait_until
 
 TOKEN = "tok-8b1f3c"
@@ -175,17 +174,12 @@ def test_503_when_the_store_cannot_commit_then_the_retry_lands(
     server = server_factory(config, seed_env(DEFAULT_SERVICE_GROUP="A"))
     body = ticket_event("locked-001", "LOCK-1", [{"email": "hossamhafez@luciq.ai"}])
 
-    # Another process holds the database's write lock: nothing can commit.
-    blocker = sqlite3.connect(str(tmp_path / "alertbridge.db"), isolation_level=None, check_same_thread=False)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    # Another process holds the lock the write needs: nothing can commit.
+    with writes_blocked(server.store):
         refused = server.post(f"/thena/events?token={TOKEN}", body)
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "5"
         assert "try again" in refused.json()["error"]
-    finally:
-        threading.Timer(0.2, blocker.rollback).start()
-        time.sleep(0.5)
     # The sender retries (as PagerDuty and Thena do): the event is stored exactly once.
     accepted = wait_until(
         lambda: (r := server.post(f"/thena/events?token={TOKEN}", body)).status_code == 200 and r,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from .backends import stored_bytes
 from .conftest import EXAMPLES, Server
 from .fakes.pagerduty_rest import FakePagerDutyREST
 from .signing import pagerduty_signature
@@ -69,7 +70,7 @@ def test_settings_saved_masked_tested_and_applied(
     assert server.post("/api/webhooks/pagerduty", content=body, headers=signed).status_code == 200
 
     # Never stored, returned or logged in the clear.
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("alertbridge.db*"))
+    stored = stored_bytes(server.store)
     for secret in (API_KEY, SECRET):
         assert secret.encode() not in stored and secret not in server.logs()
 

@@ -1,17 +1,23 @@
-"""The SQLite store on a real file: idempotency, group commit, claims, ordering, leases, replay."""
+"""The store on a real database (SQLite file or PostgreSQL, as the suite runs): idempotency, group
+commit, claims, ordering, leases, replay, and what changes when several replicas share it."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from alertbridge.events import Event
+from alertbridge.store import Store, open_store
 from alertbridge.store.base import Attempt, AttemptResult, NewDelivery
-from alertbridge.store.sqlite import SQLiteStore
+
+from .backends import POSTGRES
 
 pytestmark = pytest.mark.anyio
+
+only_postgres = pytest.mark.skipif(
+    not POSTGRES, reason="SQLite serves one process: there are no other replicas to claim from or to notify"
+)
 
 
 @pytest.fixture
@@ -20,8 +26,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = SQLiteStore(f"sqlite:///{tmp_path / 'test.db'}")
+async def store(store_url: str):  # type: ignore[no-untyped-def]
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def replica(store_url: str, store: Store):  # type: ignore[no-untyped-def]
+    """A second store on the same database, as another replica (or process) has."""
+    s = open_store(store_url)
     await s.open()
     yield s
     await s.close()
@@ -56,7 +71,7 @@ def delivery(
     )
 
 
-async def test_events_are_idempotent_on_their_delivery_key(store: SQLiteStore) -> None:
+async def test_events_are_idempotent_on_their_delivery_key(store: Store) -> None:
     first = await store.add_events([event(1, "same")])
     again = await store.add_events([event(2, "same")])
     assert first[0].duplicate_of is None
@@ -64,17 +79,17 @@ async def test_events_are_idempotent_on_their_delivery_key(store: SQLiteStore) -
     assert [e.id for e in await store.unrouted_events(10)] == [event(1).id]
 
 
-async def test_concurrent_writes_share_commits(store: SQLiteStore) -> None:
-    commits_before, _ = store.commit_stats()
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    commits_before, _ = store.commit_stats()  # type: ignore[attr-defined]
     results = await asyncio.gather(*(store.add_events([event(i)]) for i in range(300)))
     assert all(r[0].duplicate_of is None for r in results)
-    commits, jobs = store.commit_stats()
+    commits, jobs = store.commit_stats()  # type: ignore[attr-defined]
     assert jobs >= 300
     assert commits - commits_before < 150  # group commit: many requests per disk flush
     assert len(await store.unrouted_events(1000)) == 300
 
 
-async def test_delivery_keys_are_unique_and_routing_twice_adds_nothing(store: SQLiteStore) -> None:
+async def test_delivery_keys_are_unique_and_routing_twice_adds_nothing(store: Store) -> None:
     await store.add_events([event(1), event(2)])
     assert await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id, key="once")], 0) == [None]
     trace = [{"route": "r", "actions": [{"delivery": delivery(2, event(2).id).id}]}]
@@ -86,7 +101,7 @@ async def test_delivery_keys_are_unique_and_routing_twice_adds_nothing(store: SQ
     assert len(await store.list_deliveries()) == 1
 
 
-async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(store: SQLiteStore) -> None:
+async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(store: Store) -> None:
     await store.add_events([event(1)])
     first, second = delivery(1, event(1).id, order="t:x", key="a"), delivery(2, event(1).id, order="t:x", key="b")
     other = delivery(3, event(1).id, order="t:y", key="c")
@@ -107,7 +122,7 @@ async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(sto
     assert last.id == second.id
 
 
-async def test_capacity_and_leases(store: SQLiteStore) -> None:
+async def test_capacity_and_leases(store: Store) -> None:
     await store.add_events([event(1)])
     await store.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(5)], 0)
     claimed = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={"t": 2})
@@ -126,7 +141,7 @@ async def test_capacity_and_leases(store: SQLiteStore) -> None:
     assert current is not None and current.status == "in_flight"
 
 
-async def test_replay_makes_dead_deliveries_due_with_a_fresh_budget(store: SQLiteStore) -> None:
+async def test_replay_makes_dead_deliveries_due_with_a_fresh_budget(store: Store) -> None:
     await store.add_events([event(1)])
     await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
     (d,) = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={})
@@ -138,16 +153,100 @@ async def test_replay_makes_dead_deliveries_due_with_a_fresh_budget(store: SQLit
     assert len(await store.attempts(d.id)) == 1  # history is kept
 
 
-async def test_a_restart_releases_claims_left_in_flight(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    first = SQLiteStore(url)
+async def test_a_restart_releases_claims_left_in_flight(store_url: str) -> None:
+    first = open_store(store_url)
     await first.open()
     await first.add_events([event(1)])
     await first.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
     assert len(await first.claim_deliveries(now=1, lease=3600, limit=10, capacity={})) == 1
     await first.close()
-    second = SQLiteStore(url)
+    second = open_store(store_url)
     await second.open()
-    assert await second.release_claims() == 1
-    assert len(await second.claim_deliveries(now=2, lease=60, limit=10, capacity={})) == 1
+    if POSTGRES:  # the claim may be a live replica's: it stays until its lease ends (claimed at 1 for an hour)
+        assert await second.release_claims(now=2) == 0
+        assert await second.claim_deliveries(now=2, lease=60, limit=10, capacity={}) == []
+        assert len(await second.claim_deliveries(now=3601, lease=60, limit=10, capacity={})) == 1
+    else:  # one process: whatever is in flight was the last run's
+        assert await second.release_claims(now=2) == 1
+        assert len(await second.claim_deliveries(now=2, lease=60, limit=10, capacity={})) == 1
     await second.close()
+
+
+async def test_migrate_applies_each_version_once(store: Store) -> None:
+    assert await store.migrate() == []  # open applied them all
+    fresh_versions = {version for version, _ in await store.migrate()}
+    assert fresh_versions == set()
+
+
+async def test_the_same_delivery_id_at_two_replicas_at_once_is_stored_once(store: Store, replica: Store) -> None:
+    copies = [event(i, "same-delivery") for i in range(40)]
+    results = await asyncio.gather(*(s.add_events([e]) for s, e in zip([store, replica] * 20, copies, strict=True)))
+    stored = [r[0] for r in results]
+    originals = [s for s in stored if s.duplicate_of is None]
+    assert len(originals) == 1
+    assert {s.duplicate_of for s in stored if s.duplicate_of} == {originals[0].event_id}
+    assert len(await store.list_events(100)) == 1
+
+
+async def test_two_replicas_claiming_at_once_share_out_the_deliveries(store: Store, replica: Store) -> None:
+    await store.add_events([event(1)])
+    await store.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(60)], 0)
+    ids: list[str] = []
+    for _ in range(20):  # rounds of claims at the same moment, until nothing is left
+        claims = await asyncio.gather(
+            *(s.claim_deliveries(now=1, lease=60, limit=7, capacity={}) for s in [store, replica] * 3)
+        )
+        if not any(claims):
+            break
+        ids += [d.id for batch in claims for d in batch]
+    assert len(ids) == len(set(ids)) == 60  # each delivery claimed by one of them, once
+
+
+@only_postgres
+async def test_an_event_being_routed_is_left_to_its_replica_until_the_lease_ends(store: Store, replica: Store) -> None:
+    await store.add_events([event(1), event(2)])
+    mine = await store.unrouted_events(10, now=100, lease=30)
+    assert [e.id for e in mine] == [event(1).id, event(2).id]
+    assert await replica.unrouted_events(10, now=110, lease=30) == []
+    # The first replica died: after the lease, the other routes the events.
+    taken = await replica.unrouted_events(10, now=131, lease=30)
+    assert [e.id for e in taken] == [event(1).id, event(2).id]
+    await replica.record_decision(event(1).id, "routed", [], [], 131)
+    assert [e.id for e in await replica.unrouted_events(10, now=132, lease=30)] == [event(2).id]
+
+
+@only_postgres
+async def test_other_replicas_are_woken_by_notifications(store_url: str, store: Store) -> None:
+    woken: list[str] = []
+    listener = open_store(store_url)
+    listener.subscribe(on_events=lambda: woken.append("events"), on_deliveries=lambda: woken.append("deliveries"))
+    await listener.open()
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 10)  # type: ignore[attr-defined]
+        await store.add_events([event(1)])
+        await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+        for _ in range(100):
+            if woken == ["events", "deliveries"]:
+                break
+            await asyncio.sleep(0.05)
+        assert woken == ["events", "deliveries"]
+        await listener.add_events([event(2)])  # its own commits do not wake itself
+        await asyncio.sleep(0.3)
+        assert woken == ["events", "deliveries"]
+    finally:
+        await listener.close()
+
+
+@only_postgres
+async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
+    from .backends import Database
+
+    database = Database()
+    try:
+        stores = [open_store(database.url) for _ in range(3)]
+        applied = await asyncio.gather(*(s.migrate() for s in stores))
+        versions = sorted(v for done in applied for v, _ in done)
+        assert versions == sorted({v for done in applied for v, _ in done})  # none twice
+        assert versions[-1] >= 8
+    finally:
+        database.drop()

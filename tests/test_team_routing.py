@@ -15,6 +15,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from .backends import stored_bytes
 from .conftest import EXAMPLES, Server, wait_until
 from .fakes.agent import FakeAgent
 from .fakes.slack import FakeSlack
@@ -210,7 +211,7 @@ def test_claims_through_the_api_and_a_conflict(
         "identifiers": {"slack_channel_id": "C_UNKNOWN"},
     }
     # Tokens are kept hashed: the database holds neither.
-    raw = (tmp_path / "alertbridge.db").read_bytes() + (tmp_path / "alertbridge.db-wal").read_bytes()
+    raw = stored_bytes(server.store)
     assert TEAM_TOKEN.encode() not in raw and OTHER_TOKEN.encode() not in raw
     assert TEAM_TOKEN not in server.logs()
 

@@ -32,7 +32,7 @@ from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources.base import Endpoint
-from alertbridge.store import Store, open_store, store_url
+from alertbridge.store import Store, masked, open_store, store_url
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.team_api import team_api
 from alertbridge.vault import Vault, VaultUnavailable
@@ -66,7 +66,8 @@ def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, End
 
 def create_app(config: Config, services: Services | None = None, store: Store | None = None) -> Ingress:
     services = services or Services()
-    store = store or open_store(store_url(config.store))
+    url = store_url(config.store)
+    store = store or open_store(url)
     metrics = Metrics()
     rules = compile_rules(config)
     targets = target_types.configure(config)
@@ -95,7 +96,10 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         echo_systems=echo_systems,
         echo_window=config.delivery.echo_window,
         teams=teams,
+        lease=config.routing.lease,
     )
+    # Other replicas' commits wake this one's router and dispatcher (PostgreSQL's LISTEN/NOTIFY).
+    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake)
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -111,7 +115,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
                     apply_integration(live[0].endpoints, org, saved, vault)
                 except VaultUnavailable as exc:
                     log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
-        released = await store.release_claims()
+        released = await store.release_claims(services.clock())
         if released:
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
         tasks.append(asyncio.create_task(router.run(), name="router"))
@@ -121,7 +125,13 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         # of the collector's sight, a full collection no longer walks it (80 ms of CPU, a p99 spike).
         gc.collect()
         gc.freeze()
-        log.info("started", endpoints=sorted(endpoints), targets=sorted(targets), routes=len(rules.routes))
+        log.info(
+            "started",
+            endpoints=sorted(endpoints),
+            targets=sorted(targets),
+            routes=len(rules.routes),
+            store=masked(url),
+        )
         try:
             yield
         finally:

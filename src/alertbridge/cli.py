@@ -24,7 +24,7 @@ from alertbridge.events import to_dict
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import decide
 from alertbridge.sources.base import BadPayload, Incoming
-from alertbridge.store import Store, open_store, store_url
+from alertbridge.store import Store, StoreUnavailable, masked, open_store, store_url
 
 T = TypeVar("T")
 
@@ -523,6 +523,31 @@ def replay(
     for delivery_id in done:
         out.print(f"queued {delivery_id}")
     out.print(f"{len(done)} delivery(ies) queued again; a running alertbridge sends them within a second.")
+
+
+@app.command()
+def migrate(config: ConfigOption = None, store: StoreOption = None) -> None:
+    """Bring the store's schema up to date (serve does it too, at start): prints what it applied.
+
+    Safe to run while replicas serve and from several places at once: on PostgreSQL the migrations
+    are applied under an advisory lock, each in its own transaction.
+    """
+    settings, _ = _config(config)
+    url = store or store_url(settings.store)
+    try:
+        target = open_store(url)
+        applied = asyncio.run(target.migrate())
+    except (ValueError, StoreUnavailable) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    if not applied:
+        out.print(f"{escape(masked(url))}: up to date, nothing to apply.")
+        return
+    table = Table("version", "what", title=f"applied to {escape(masked(url))}")
+    for version, what in applied:
+        table.add_row(str(version), escape(what))
+    out.print(table)
+    out.print(f"{len(applied)} migration(s) applied.")
 
 
 def main() -> None:

@@ -229,10 +229,15 @@ class TeamConfig(Model):
 
 
 class RoutingConfig(Model):
-    """How an event finds its team."""
+    """How an event finds its team, and how long a replica holds an event it is routing."""
 
     priority: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIORITY))
     internal_token: SecretStr | None = None  # for POST /api/v1/internal/routing/lookup
+    # On PostgreSQL: how long an event being routed stays with its replica before another may route
+    # it (the first died). Routing takes milliseconds; the lease only matters after a crash.
+    lease: float = Field(default=30.0, gt=0)
+
+    _lease = field_validator("lease", mode="before")(lambda v: parse_duration(v))
 
     @field_validator("priority")
     @classmethod

@@ -1,7 +1,9 @@
 """The router task: routes stored events and writes their deliveries, in the background.
 
-It wakes when ingress commits, and looks at the store every half second anyway, so events
-stored by another process (`alertbridge send`) or left over from a crash are routed too.
+It wakes when ingress commits (or, on PostgreSQL, when another replica's ingress does), and looks
+at the store every half second anyway, so events stored by another process (`alertbridge send`)
+or left over from a crash are routed too. Events are claimed for a lease while they are routed,
+so replicas sharing a database do not route the same event at once.
 Deciding and recording happen in one transaction per event; routing the same event twice
 (a crash in between) writes nothing new because delivery keys are unique.
 """
@@ -44,8 +46,10 @@ class Router:
         echo_systems: Collection[str] = (),
         echo_window: float = 600.0,
         teams: TeamDirectory | None = None,
+        lease: float = 30.0,
     ) -> None:
         self.teams = teams
+        self.lease = lease  # how long other replicas leave an event this router claimed
         self.store = store
         self.rules = rules
         self.targets = targets
@@ -82,7 +86,7 @@ class Router:
             self.running = False
 
     async def route_pending(self) -> int:
-        events = await self.store.unrouted_events(BATCH)
+        events = await self.store.unrouted_events(BATCH, self.clock(), self.lease)
         if not events:
             return 0
         writes = []

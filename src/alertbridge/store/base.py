@@ -1,4 +1,4 @@
-"""The storage interface. SQLite implements it now; PostgreSQL implements the same contract.
+"""The storage interface, implemented by SQLite (one process) and PostgreSQL (many replicas).
 
 Statuses:
 - event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed`
@@ -8,7 +8,7 @@ Statuses:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,12 +136,18 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
+    # Apply the migrations the database has not seen (open does it too): (version, summary) applied.
+    async def migrate(self) -> list[tuple[int, str]]: ...
+    # Wake-ups from other replicas sharing the database: events stored (routers), deliveries due
+    # (dispatchers). Called before open; a backend that serves one process does nothing.
+    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None: ...
 
     # ingress
     async def add_events(self, events: Sequence[Event]) -> list[Stored]: ...
 
-    # router
-    async def unrouted_events(self, limit: int) -> list[Event]: ...
+    # router: claims up to `limit` events for `lease` seconds (from `now`), so that two replicas do
+    # not route the same event at once; a replica that dies leaves them to the next after the lease.
+    async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]: ...
     async def record_decision(
         self,
         event_id: str,
@@ -155,7 +161,9 @@ class Store(Protocol):
     async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None: ...
 
     # dispatcher
-    async def release_claims(self) -> int: ...
+    # At start-up: claims left by a process that stopped. SQLite (one process) releases all of them;
+    # PostgreSQL only those whose lease ended by `now`, since the others may be live replicas'.
+    async def release_claims(self, now: float | None = None) -> int: ...
     async def claim_deliveries(
         self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
     ) -> list[Delivery]: ...

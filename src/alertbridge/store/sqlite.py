@@ -39,6 +39,7 @@ from alertbridge.store.base import (
     StoreUnavailable,
     mark_done,
 )
+from alertbridge.store.migrations import summary
 
 T = TypeVar("T")
 
@@ -254,6 +255,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        8,
+        # The router's claim on an event, as on PostgreSQL. One SQLite process has one router, so
+        # nothing here writes them; they keep the two schemas the same.
+        """
+        ALTER TABLE events ADD COLUMN claim TEXT;
+        ALTER TABLE events ADD COLUMN claimed_until REAL;
+        CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE status = 'in_flight';
+        """,
+    ),
 ]
 
 
@@ -275,10 +286,11 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations this database has not seen; returns the version it is at."""
+def migrate(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """Apply the migrations this database has not seen; returns (version, summary) of each applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
     for version, sql in MIGRATIONS:
         if version in done:
             continue
@@ -292,7 +304,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return max(v for v, _ in MIGRATIONS)
+        applied.append((version, summary(sql)))
+    return applied
 
 
 @dataclass
@@ -568,6 +581,25 @@ class SQLiteStore:
 
     # ---- lifecycle
 
+    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
+        """Nothing to do: one process writes this file, and it wakes its own router and dispatcher."""
+
+    async def migrate(self) -> list[tuple[int, str]]:
+        def run() -> list[tuple[int, str]]:
+            conn = _connect(self.path)
+            try:
+                return migrate(conn)
+            finally:
+                conn.close()
+
+        parent = Path(self.path).parent
+        if not parent.exists():
+            raise StoreUnavailable(f"the directory {parent} does not exist")
+        try:
+            return await asyncio.to_thread(run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot migrate {self.path}: {exc}") from None
+
     async def open(self) -> None:
         parent = Path(self.path).parent
         if not parent.exists():
@@ -630,7 +662,8 @@ class SQLiteStore:
 
     # ---- router
 
-    async def unrouted_events(self, limit: int) -> list[Event]:
+    async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]:
+        """The oldest events not yet routed. No claim is written: one process, one router."""
         rows = await self._read(
             lambda conn: conn.execute(
                 "SELECT data FROM events WHERE status = 'received' ORDER BY seq LIMIT ?", (limit,)
@@ -661,7 +694,8 @@ class SQLiteStore:
 
     # ---- dispatcher
 
-    async def release_claims(self) -> int:
+    async def release_claims(self, now: float | None = None) -> int:
+        """Every claim: this file has one process, so whatever is in flight is the last run's."""
         return await self._write(
             lambda conn: (
                 conn.execute(

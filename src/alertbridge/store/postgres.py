@@ -1,0 +1,1275 @@
+"""The PostgreSQL store: one database shared by any number of alertbridge replicas.
+
+The replica model:
+
+- **Ingress** commits before it answers. Requests that arrive while a commit is under way are
+  inserted together in the next transaction (group commit), with `INSERT … ON CONFLICT DO NOTHING`
+  on (org, endpoint, delivery_key): when two replicas receive the same delivery id at the same
+  moment, the second insert waits for the first to commit, inserts nothing, and reads the first
+  copy's id for `duplicate_of`.
+- **Claims with leases.** The router and the dispatcher take work by writing a claim token and a
+  `claimed_until` time on the rows they chose, chosen with `SELECT … FOR UPDATE SKIP LOCKED` so
+  that replicas claiming at the same moment pass over each other's rows instead of waiting for
+  them. A claim is only a lease: when it runs out (its replica died), the row is due again and
+  another replica takes it over. A dispatcher whose lease ran out while it was still sending
+  cannot overwrite the new owner's result (`record_attempt` checks the claim token), and a
+  repeated send carries the same idempotency key (PagerDuty's `dedup_key`), so a takeover is safe.
+  The lease must be longer than a target's timeout.
+- **`release_claims()` at start-up releases expired claims, and the replica's own.** On SQLite the
+  starting process is the only one, so everything in flight is its own leftover; here the claims
+  may belong to live replicas, and a fresh process cannot tell its predecessor's claims from a
+  sibling's. So by default only what has expired is released, which never takes work from a live
+  replica; a dead replica's claims come back when their lease ends. A replica given a stable name
+  (`ALERTBRIDGE_REPLICA`: a StatefulSet pod's name, a compose container's) writes it into every
+  claim, and when it starts again it releases that name's claims at once, as SQLite does: they
+  can only be its dead predecessor's. The name must be unique among live replicas; two live
+  processes with one name would take each other's work (sent twice, with the same dedup key).
+- **Wake-ups travel by LISTEN/NOTIFY.** A commit that stores events notifies `alertbridge_events`
+  (routers wake) and one that writes due deliveries notifies `alertbridge_deliveries`
+  (dispatchers wake), with this store's token as payload so a replica ignores its own. Each
+  replica keeps one connection listening and hands the wake-ups to whoever `subscribe`d. Polling
+  stays as the fallback: a lost notification (a listener reconnecting) delays work by at most the
+  poll interval, it never loses it.
+- **Migrations** are versioned in `schema_migrations` and applied under a session advisory lock,
+  so replicas starting together apply each migration once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from alertbridge import events as ev
+from alertbridge import logs
+from alertbridge.events import Event
+from alertbridge.store.base import (
+    Attempt,
+    AttemptResult,
+    Delivery,
+    EventRow,
+    NewDelivery,
+    Ref,
+    Stored,
+    StoreUnavailable,
+    mark_done,
+)
+from alertbridge.store.migrations import summary
+from alertbridge.store.urls import masked, scrub
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+log = logs.get("alertbridge.store")
+
+EVENTS_CHANNEL = "alertbridge_events"
+DELIVERIES_CHANNEL = "alertbridge_deliveries"
+MIGRATION_LOCK = 0x616C657274  # pg_advisory_lock key: "alert"
+POOL_MAX = 8
+INGRESS_BATCH = 512
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE events (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            org text NOT NULL,
+            endpoint text NOT NULL,
+            source text NOT NULL,
+            kind text NOT NULL,
+            delivery_key text NOT NULL,
+            subject_id text,
+            received_at double precision NOT NULL,
+            status text NOT NULL,
+            data bytea NOT NULL,
+            trace json,
+            routed_at double precision,
+            UNIQUE (org, endpoint, delivery_key)
+        );
+        CREATE INDEX events_unrouted ON events (seq) WHERE status = 'received';
+        CREATE TABLE deliveries (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            org text NOT NULL,
+            event_id text NOT NULL REFERENCES events (id),
+            route text NOT NULL,
+            target text NOT NULL,
+            action text NOT NULL,
+            fields json NOT NULL,
+            idempotency_key text NOT NULL,
+            order_key text,
+            status text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt_at double precision NOT NULL,
+            claim text,
+            claimed_until double precision,
+            created_at double precision NOT NULL,
+            budget_from double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            last_error text,
+            result json,
+            UNIQUE (org, idempotency_key)
+        );
+        CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+        CREATE INDEX deliveries_order ON deliveries (order_key, seq) WHERE order_key IS NOT NULL;
+        CREATE INDEX deliveries_event ON deliveries (event_id);
+        CREATE TABLE attempts (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            delivery_id text NOT NULL REFERENCES deliveries (id),
+            number integer NOT NULL,
+            started_at double precision NOT NULL,
+            duration double precision NOT NULL,
+            outcome text NOT NULL,
+            status_code integer,
+            message text NOT NULL
+        );
+        CREATE INDEX attempts_delivery ON attempts (delivery_id, number);
+        """,
+    ),
+    (
+        2,
+        """
+        ALTER TABLE deliveries ADD COLUMN waiting_for json;
+        CREATE INDEX deliveries_waiting ON deliveries (org, created_at) WHERE status = 'waiting';
+        CREATE TABLE links (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            a_system text NOT NULL, a_type text NOT NULL, a_id text NOT NULL,
+            b_system text NOT NULL, b_type text NOT NULL, b_id text NOT NULL,
+            delivery_id text,
+            created_at double precision NOT NULL,
+            UNIQUE (org, a_system, a_type, a_id, b_system, b_type, b_id)
+        );
+        CREATE INDEX links_a ON links (org, a_system, a_type, a_id);
+        CREATE INDEX links_b ON links (org, b_system, b_type, b_id);
+        CREATE TABLE echoes (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            system text NOT NULL, type text NOT NULL, object_id text NOT NULL,
+            change text NOT NULL,
+            delivery_id text NOT NULL,
+            target text NOT NULL,
+            created_at double precision NOT NULL,
+            consumed_by text
+        );
+        CREATE INDEX echoes_open ON echoes (org, system, type, object_id, change) WHERE consumed_by IS NULL;
+        CREATE INDEX echoes_delivery ON echoes (delivery_id);
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE teams (
+            org text NOT NULL,
+            name text NOT NULL,
+            token_hash text NOT NULL UNIQUE,
+            provisioned integer NOT NULL DEFAULT 1,
+            created_at double precision NOT NULL,
+            PRIMARY KEY (org, name)
+        );
+        CREATE TABLE identifiers (
+            org text NOT NULL,
+            kind text NOT NULL,
+            value text NOT NULL,
+            team text NOT NULL,
+            origin text NOT NULL,
+            created_at double precision NOT NULL,
+            PRIMARY KEY (org, kind, value)
+        );
+        CREATE INDEX identifiers_team ON identifiers (org, team);
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE api_tokens (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            name text NOT NULL,
+            role text NOT NULL,
+            token_hash text NOT NULL UNIQUE,
+            created_at double precision NOT NULL
+        );
+        CREATE INDEX events_org ON events (org, seq);
+        CREATE INDEX deliveries_org ON deliveries (org, seq);
+        """,
+    ),
+    (
+        5,
+        """
+        ALTER TABLE api_tokens ADD COLUMN user_email text;
+        CREATE TABLE users (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            email text NOT NULL,
+            password_hash text NOT NULL,
+            role text NOT NULL,
+            created_at double precision NOT NULL,
+            UNIQUE (org, email)
+        );
+        CREATE TABLE notifications (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            user_id bigint NOT NULL REFERENCES users (id),
+            key text NOT NULL,
+            title text NOT NULL,
+            body text,
+            link text,
+            data json NOT NULL,
+            event_id text,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            read_at double precision,
+            UNIQUE (org, user_id, key)
+        );
+        CREATE INDEX notifications_user ON notifications (org, user_id, updated_at);
+        CREATE TABLE incidents (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org text NOT NULL,
+            key text,
+            data json NOT NULL,
+            created_by text,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL
+        );
+        CREATE UNIQUE INDEX incidents_key ON incidents (org, key) WHERE key IS NOT NULL;
+        """,
+    ),
+    (
+        6,
+        """
+        CREATE TABLE integrations (
+            org text NOT NULL,
+            kind text NOT NULL,
+            config json NOT NULL,
+            updated_at double precision NOT NULL,
+            updated_by text,
+            PRIMARY KEY (org, kind)
+        );
+        """,
+    ),
+    (
+        7,
+        """
+        CREATE TABLE sessions (
+            id_hash text PRIMARY KEY,
+            org text NOT NULL,
+            email text NOT NULL,
+            role text NOT NULL,
+            csrf text NOT NULL,
+            expires_at double precision NOT NULL
+        );
+        """,
+    ),
+    (
+        8,
+        """
+        ALTER TABLE events ADD COLUMN claim text;
+        ALTER TABLE events ADD COLUMN claimed_until double precision;
+        CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE status = 'in_flight';
+        """,
+    ),
+]
+
+
+async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, str]]:
+    """Apply the migrations this database has not seen, one transaction each, under an advisory
+    lock held for the whole run so that replicas starting together do not race; returns
+    (version, summary) of each one applied."""
+    await conn.set_autocommit(True)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cursor = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cursor.fetchall()}
+        applied = []
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            async with conn.transaction():
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            applied.append((version, summary(sql)))
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _delivery(row: Mapping[str, Any]) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        org=row["org"],
+        event_id=row["event_id"],
+        route=row["route"],
+        target=row["target"],
+        action=row["action"],
+        fields=row["fields"],
+        idempotency_key=row["idempotency_key"],
+        order_key=row["order_key"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        budget_from=row["budget_from"],
+        updated_at=row["updated_at"],
+        last_error=row["last_error"],
+        result=row["result"] or None,
+        event_received_at=row.get("event_received_at"),
+        claim=row["claim"],
+        event=ev.decode(row["event_data"]) if row.get("event_data") is not None else None,
+        waiting_for=row["waiting_for"] or None,
+    )
+
+
+def _event_row(row: Mapping[str, Any]) -> EventRow:
+    return EventRow(event=ev.decode(row["data"]), status=row["status"], trace=row["trace"], routed_at=row["routed_at"])
+
+
+def _filters(pairs: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """A WHERE clause from (condition, value) pairs whose value is given."""
+    used = [(clause, value) for clause, value in pairs if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
+
+
+def _dumps(value: Any) -> str | None:
+    return json.dumps(value) if value is not None else None
+
+
+async def _insert_deliveries(conn: Conn, deliveries: Sequence[NewDelivery]) -> list[str | None]:
+    """Insert new deliveries; for each, None, or the id of the delivery that already has its key."""
+    existing: list[str | None] = []
+    for d in deliveries:
+        cursor = await conn.execute(
+            "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
+            " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (org, idempotency_key) DO NOTHING",
+            (
+                d.id,
+                d.org,
+                d.event_id,
+                d.route,
+                d.target,
+                d.action,
+                json.dumps(d.fields),
+                d.idempotency_key,
+                d.order_key,
+                "waiting" if d.waiting_for else "pending",
+                d.created_at,
+                d.created_at,
+                d.created_at,
+                d.created_at,
+                _dumps(d.waiting_for),
+            ),
+        )
+        if cursor.rowcount:
+            existing.append(None)
+        else:
+            cursor = await conn.execute(
+                "SELECT id FROM deliveries WHERE org = %s AND idempotency_key = %s", (d.org, d.idempotency_key)
+            )
+            row = await cursor.fetchone()
+            existing.append(row["id"] if row else None)
+    return existing
+
+
+async def _link(conn: Conn, org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> list[str]:
+    """Store the pair and release the deliveries that were waiting for it; returns their ids."""
+    await conn.execute(
+        "INSERT INTO links (org, a_system, a_type, a_id, b_system, b_type, b_id, delivery_id, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (org, *a, *b, delivery_id, now),
+    )
+    cursor = await conn.execute(
+        "SELECT id, fields, order_key, waiting_for FROM deliveries WHERE org = %s AND status = 'waiting' FOR UPDATE",
+        (org,),
+    )
+    released = []
+    for row in await cursor.fetchall():
+        waiting = row["waiting_for"]
+        refs = {tuple(r) for r in waiting["refs"]}
+        want = tuple(waiting["want"])
+        found = b if a in refs and b[:2] == want else a if b in refs and a[:2] == want else None
+        if found is None:
+            continue
+        marker = waiting["marker"]
+        # The same textual replacement SQLite makes, on the same JSON text.
+        fields = json.dumps(row["fields"]).replace(json.dumps(marker)[1:-1], json.dumps(found[2])[1:-1])
+        await conn.execute(
+            "UPDATE deliveries SET status = 'pending', fields = %s, order_key = %s, next_attempt_at = %s,"
+            " budget_from = %s, updated_at = %s, waiting_for = NULL WHERE id = %s",
+            (
+                fields,
+                row["order_key"].replace(marker, found[2]) if row["order_key"] else None,
+                now,
+                now,
+                now,
+                row["id"],
+            ),
+        )
+        released.append(row["id"])
+    return released
+
+
+@dataclass
+class _Waiting:
+    rows: list[tuple[Any, ...]]
+    future: asyncio.Future[list[Stored]]
+
+
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data)"
+    " SELECT id, org, endpoint, source, kind, delivery_key, subject_id, received_at, 'received', data FROM unnest("
+    "   %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::bytea[]"
+    " ) AS t (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, data)"
+    " ON CONFLICT (org, endpoint, delivery_key) DO NOTHING RETURNING id"
+)
+_FIRST_COPIES = (
+    "SELECT e.org, e.endpoint, e.delivery_key, e.id FROM events e"
+    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (org, endpoint, delivery_key)"
+    " ON e.org = k.org AND e.endpoint = k.endpoint AND e.delivery_key = k.delivery_key"
+)
+
+
+class PostgresStore:
+    def __init__(self, url: str, replica: str | None = None) -> None:
+        self.url = url
+        # Claims start with the replica's stable name (if it has one) so that it can release its own.
+        self.prefix = f"{replica}:" if replica else ""
+        self.token = self.prefix + uuid.uuid4().hex  # this process in its event claims and notifications
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._queue: asyncio.Queue[_Waiting] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_events: Callable[[], None] | None = None
+        self._on_deliveries: Callable[[], None] | None = None
+        self.commits = 0  # ingress transactions; jobs / commits is the group-commit batch size
+        self.jobs_done = 0
+        self.listening = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({masked(self.url)})"
+
+    # ---- lifecycle
+
+    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
+        """Be told when another replica stored events or wrote due deliveries (LISTEN/NOTIFY)."""
+        self._on_events, self._on_deliveries = on_events, on_deliveries
+
+    async def migrate(self) -> list[tuple[int, str]]:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
+                return await migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot migrate {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+
+    async def open(self) -> None:
+        await self.migrate()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=POOL_MAX,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=False,
+            name="alertbridge",
+        )
+        try:
+            await pool.open(wait=True, timeout=15)
+        except Exception as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        self._pool = pool
+        self._queue = asyncio.Queue()
+        self._tasks.append(asyncio.create_task(self._ingress_writer(), name="pg-ingress"))
+        if self._on_events is not None or self._on_deliveries is not None:
+            self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def commit_stats(self) -> tuple[int, int]:
+        """(ingress transactions committed, ingress requests served) since open."""
+        return self.commits, self.jobs_done
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1"))
+
+    async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """`work` on a pooled connection, in one transaction; a database that is down is StoreUnavailable."""
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                return await work(conn)
+        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+            raise StoreUnavailable(f"the database did not answer: {scrub(str(exc), self.url)}") from None
+
+    async def _all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        async def read(conn: Conn) -> list[dict[str, Any]]:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self._run(read)
+
+    async def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _exec(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        async def write(conn: Conn) -> int:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+        return await self._run(write)
+
+    async def _notify(self, conn: Conn, channel: str) -> None:
+        """Delivered when (and only if) the transaction commits; several in one transaction fold into one."""
+        await conn.execute("SELECT pg_notify(%s, %s)", (channel, self.token))
+
+    async def _listen(self) -> None:
+        """One connection per replica that LISTENs and wakes the router or dispatcher; reconnects."""
+        channels = {EVENTS_CHANNEL: self._on_events, DELIVERIES_CHANNEL: self._on_deliveries}
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    for channel in channels:
+                        await conn.execute(f"LISTEN {channel}")
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        callback = channels.get(note.channel)
+                        if callback is not None and note.payload != self.token:
+                            callback()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # polling covers the gap while we reconnect
+                self.listening.clear()
+                log.warning("listen_lost", error=scrub(str(exc), self.url), note="polling until it is back")
+                await asyncio.sleep(1.0)
+
+    # ---- ingress
+
+    async def add_events(self, events: Sequence[Event]) -> list[Stored]:
+        if self._queue is None:
+            raise StoreUnavailable("the store is not open")
+        rows = [
+            (
+                e.id,
+                e.org,
+                e.endpoint,
+                e.source,
+                e.kind,
+                e.delivery_key,
+                e.subject.id if e.subject else None,
+                e.received_at,
+                ev.encode(e),
+            )
+            for e in events
+        ]
+        future: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Waiting(rows, future))
+        return await future
+
+    async def _ingress_writer(self) -> None:
+        """Takes every request waiting and commits their events in one transaction (group commit)."""
+        assert self._queue is not None
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < INGRESS_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._insert_batch(batch)
+            except Exception as exc:
+                failure = StoreUnavailable(f"the database did not take the write: {scrub(str(exc), self.url)}")
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(failure)
+                continue
+            self.commits += 1
+            self.jobs_done += len(batch)
+            for waiting, stored in zip(batch, results, strict=True):
+                if not waiting.future.done():
+                    waiting.future.set_result(stored)
+
+    async def _insert_batch(self, batch: list[_Waiting]) -> list[list[Stored]]:
+        for attempt in range(3):
+            try:
+                return await self._run(lambda conn: self._insert(conn, batch))
+            except psycopg.errors.DeadlockDetected:  # two replicas' batches took the same keys in other orders
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _insert(self, conn: Conn, batch: list[_Waiting]) -> list[list[Stored]]:
+        """Every waiting request's events in one statement; redeliveries point at the first copy."""
+        new_rows: list[tuple[Any, ...]] = []
+        seen: dict[tuple[str, str, str], str] = {}
+        for waiting in batch:
+            for row in waiting.rows:
+                key = (row[1], row[2], row[5])
+                if key not in seen:
+                    seen[key] = row[0]
+                    new_rows.append(row)
+        inserted: set[str] = set()
+        if new_rows:
+            columns = [list(column) for column in zip(*new_rows, strict=True)]
+            cursor = await conn.execute(_INSERT_EVENTS, columns)
+            inserted = {row["id"] for row in await cursor.fetchall()}
+        lost = [row for row in new_rows if row[0] not in inserted]
+        if lost:  # the key was stored before (or by another replica just now): find the first copy
+            keys = [list(column) for column in zip(*((r[1], r[2], r[5]) for r in lost), strict=True)]
+            cursor = await conn.execute(_FIRST_COPIES, keys)
+            for copy in await cursor.fetchall():
+                seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
+        if inserted:
+            await self._notify(conn, EVENTS_CHANNEL)
+        results = []
+        for waiting in batch:
+            stored = []
+            for row in waiting.rows:
+                first = seen[(row[1], row[2], row[5])]
+                stored.append(Stored(row[0], None if first == row[0] and row[0] in inserted else first))
+            results.append(stored)
+        return results
+
+    # ---- router
+
+    async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]:
+        """Claims up to `limit` events to route, oldest first, for `lease` seconds: events another
+        replica is routing are skipped, and this replica's own claims (a failed write) are retaken."""
+        at = time.time() if now is None else now
+        rows = await self._all(
+            "UPDATE events SET claim = %(token)s, claimed_until = %(until)s WHERE seq IN ("
+            "  SELECT seq FROM events WHERE status = 'received'"
+            "    AND (claimed_until IS NULL OR claimed_until <= %(now)s OR claim = %(token)s"
+            "      OR (%(prefix)s <> '' AND starts_with(claim, %(prefix)s)))"
+            "  ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+            " RETURNING seq, data",
+            {"token": self.token, "prefix": self.prefix, "until": at + lease, "now": at, "limit": limit},
+        )
+        rows.sort(key=lambda row: row["seq"])
+        return [ev.decode(row["data"]) for row in rows]
+
+    async def record_decision(
+        self,
+        event_id: str,
+        status: str,
+        trace: list[dict[str, Any]],
+        deliveries: Sequence[NewDelivery],
+        now: float,
+        echo_id: int | None = None,
+    ) -> list[str | None]:
+        async def write(conn: Conn) -> list[str | None]:
+            if echo_id is not None:
+                await conn.execute("UPDATE echoes SET consumed_by = %s WHERE id = %s", (event_id, echo_id))
+            existing = await _insert_deliveries(conn, deliveries)
+            await conn.execute(
+                "UPDATE events SET status = %s, trace = %s, routed_at = %s, claim = NULL, claimed_until = NULL"
+                " WHERE id = %s AND status = 'received'",
+                (status, json.dumps(mark_done(trace, deliveries, existing)), now, event_id),
+            )
+            if any(x is None for x in existing):
+                await self._notify(conn, DELIVERIES_CHANNEL)
+            return existing
+
+        return await self._run(write)
+
+    # ---- dispatcher
+
+    async def release_claims(self, now: float | None = None) -> int:
+        """Claims whose lease has run out, and this replica's own if it has a stable name; never a live
+        sibling's (module docstring)."""
+        return await self._exec(
+            "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL"
+            " WHERE status = 'in_flight'"
+            "   AND (claimed_until <= %(now)s OR (%(prefix)s <> '' AND starts_with(claim, %(prefix)s)))",
+            {"now": time.time() if now is None else now, "prefix": self.prefix},
+        )
+
+    async def claim_deliveries(
+        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+    ) -> list[Delivery]:
+        """Due deliveries, at most `capacity[target]` for a rate-limited target, oldest first.
+
+        A delivery waits while an earlier one with the same order key is unfinished, and an
+        in-flight delivery whose lease has run out (its replica died) is due again. Rows another
+        replica is claiming at this moment are skipped, not waited for.
+        """
+
+        async def claim(conn: Conn) -> list[Delivery]:
+            cursor = await conn.execute(
+                "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
+                " JOIN events e ON e.id = d.event_id"
+                " WHERE ((d.status = 'pending' AND d.next_attempt_at <= %(now)s)"
+                "     OR (d.status = 'in_flight' AND d.claimed_until <= %(now)s))"
+                "   AND (d.order_key IS NULL OR NOT EXISTS ("
+                "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key AND p.seq < d.seq"
+                "       AND p.status IN ('pending', 'in_flight', 'waiting')))"
+                " ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
+                " FOR UPDATE OF d SKIP LOCKED",
+                {"now": now, "scan": max(limit * 4, 64)},
+            )
+            rows = await cursor.fetchall()
+            left = dict(capacity)
+            chosen: list[dict[str, Any]] = []
+            for row in rows:
+                if len(chosen) >= limit:
+                    break
+                target = row["target"]
+                if target in left:
+                    if left[target] <= 0:
+                        continue
+                    left[target] -= 1
+                chosen.append(row)
+            if not chosen:
+                return []
+            token = self.prefix + uuid.uuid4().hex
+            await conn.execute(
+                "UPDATE deliveries SET status = 'in_flight', claim = %s, claimed_until = %s WHERE id = ANY(%s)",
+                (token, now + lease, [row["id"] for row in chosen]),
+            )
+            return [Delivery(**{**_delivery(row).__dict__, "status": "in_flight", "claim": token}) for row in chosen]
+
+        return await self._run(claim)
+
+    async def defer(self, delivery_id: str, claim: str, until: float) -> None:
+        await self._exec(
+            "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL, next_attempt_at = %s"
+            " WHERE id = %s AND claim = %s",
+            (until, delivery_id, claim),
+        )
+
+    async def record_attempt(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        result: AttemptResult,
+        follow_ups: Sequence[NewDelivery] = (),
+        links: Sequence[tuple[Ref, Ref]] = (),
+    ) -> list[str]:
+        async def write(conn: Conn) -> list[str]:
+            await conn.execute(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    attempt.delivery_id,
+                    attempt.number,
+                    attempt.started_at,
+                    attempt.duration,
+                    attempt.outcome,
+                    attempt.status_code,
+                    attempt.message,
+                ),
+            )
+            await conn.execute(
+                "UPDATE deliveries SET status = %s, attempts = attempts + 1, next_attempt_at = %s, last_error = %s,"
+                " result = COALESCE(%s::json, result), claim = NULL, claimed_until = NULL, updated_at = %s"
+                " WHERE id = %s AND claim = %s",
+                (
+                    result.status,
+                    result.next_attempt_at,
+                    result.error,
+                    json.dumps(result.result) if result.result else None,
+                    attempt.started_at + attempt.duration,
+                    delivery.id,
+                    delivery.claim,
+                ),
+            )
+            created = await _insert_deliveries(conn, follow_ups)
+            if result.status != "delivered":  # the change was not made: its echo will not come
+                await conn.execute("DELETE FROM echoes WHERE delivery_id = %s AND consumed_by IS NULL", (delivery.id,))
+            released: list[str] = []
+            for a, b in links:
+                released += await _link(conn, delivery.org, a, b, delivery.id, attempt.started_at + attempt.duration)
+            if released or any(x is None for x in created):
+                await self._notify(conn, DELIVERIES_CHANNEL)
+            return released
+
+        return await self._run(write)
+
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
+        async def write(conn: Conn) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO echoes (org, system, type, object_id, change, delivery_id, target, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
+                )
+
+        await self._run(write)
+
+    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None:
+        for system, kind, object_id in refs:
+            row = await self._one(
+                "SELECT id, system, type, object_id, change, delivery_id, target, created_at FROM echoes"
+                " WHERE org = %s AND system = %s AND type = %s AND object_id = %s AND change = %s"
+                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id LIMIT 1",
+                (org, system, kind, object_id, change, since),
+            )
+            if row:
+                return row
+        return None
+
+    async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
+        found: list[Ref] = []
+        for ref in refs:
+            rows = await self._all(
+                "SELECT b_system AS s, b_type AS t, b_id AS i FROM links"
+                " WHERE org = %s AND a_system = %s AND a_type = %s AND a_id = %s"
+                " UNION SELECT a_system, a_type, a_id FROM links"
+                " WHERE org = %s AND b_system = %s AND b_type = %s AND b_id = %s",
+                (org, *ref, org, *ref),
+            )
+            for row in rows:
+                other = (row["s"], row["t"], row["i"])
+                if other not in found and other not in refs:
+                    found.append(other)
+        return found
+
+    async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]:
+        """Dead-letter deliveries that waited for a link longer than `older_than` seconds: (id, target)."""
+
+        async def write(conn: Conn) -> list[tuple[str, str]]:
+            cursor = await conn.execute(
+                "SELECT id, target, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < %s"
+                " FOR UPDATE SKIP LOCKED",
+                (now - older_than,),
+            )
+            rows = await cursor.fetchall()
+            for row in rows:
+                want = (row["waiting_for"] or {}).get("want", ["?", "?"])
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'dead', updated_at = %s, last_error = %s WHERE id = %s",
+                    (now, f"no {want[0]} {want[1]} was linked within {older_than:g} s", row["id"]),
+                )
+            return [(row["id"], row["target"]) for row in rows]
+
+        return await self._run(write)
+
+    # ---- teams
+
+    async def provision_teams(
+        self, teams: Sequence[tuple[str, str, str]], claims: Sequence[tuple[str, str, str, str]], now: float
+    ) -> list[str]:
+        """Make the configured teams and their claims current; returns claims of the API that lost to the file."""
+
+        async def write(conn: Conn) -> list[str]:
+            # Replicas starting together provision the same file: one at a time.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            for org, name, token_hash in teams:
+                await conn.execute(
+                    "INSERT INTO teams (org, name, token_hash, provisioned, created_at) VALUES (%s, %s, %s, 1, %s)"
+                    " ON CONFLICT (org, name) DO UPDATE SET token_hash = excluded.token_hash, provisioned = 1",
+                    (org, name, token_hash, now),
+                )
+            await conn.execute("DELETE FROM identifiers WHERE origin = 'config'")
+            overridden = []
+            for org, kind, value, team in claims:
+                cursor = await conn.execute(
+                    "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
+                )
+                row = await cursor.fetchone()
+                if row and row["team"] != team:
+                    overridden.append(f"{kind}={value} (claimed by {row['team']} through the API, given to {team})")
+                await conn.execute(
+                    "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
+                    " VALUES (%s, %s, %s, %s, 'config', %s)"
+                    " ON CONFLICT (org, kind, value) DO UPDATE SET team = excluded.team, origin = 'config'",
+                    (org, kind, value, team, now),
+                )
+            return overridden
+
+        return await self._run(write)
+
+    async def team_by_token(self, token_hash: str) -> tuple[str, str] | None:
+        row = await self._one("SELECT org, name FROM teams WHERE token_hash = %s", (token_hash,))
+        return (row["org"], row["name"]) if row else None
+
+    async def claims_of(self, org: str, team: str) -> list[tuple[str, str, str]]:
+        """(kind, value, origin) of every identifier the team owns."""
+        rows = await self._all(
+            "SELECT kind, value, origin FROM identifiers WHERE org = %s AND team = %s ORDER BY kind, value",
+            (org, team),
+        )
+        return [(r["kind"], r["value"], r["origin"]) for r in rows]
+
+    async def set_claims(
+        self, org: str, team: str, claims: Mapping[str, Sequence[str]], now: float
+    ) -> list[tuple[str, str, str]]:
+        """Replace the team's claims of the given kinds; or, if any is another team's, change nothing
+        and return the conflicts as (kind, value, owner)."""
+
+        async def write(conn: Conn) -> list[tuple[str, str, str]]:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            conflicts = []
+            for kind, values in claims.items():
+                for value in values:
+                    cursor = await conn.execute(
+                        "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
+                    )
+                    row = await cursor.fetchone()
+                    if row and row["team"] != team:
+                        conflicts.append((kind, value, row["team"]))
+            if conflicts:
+                return conflicts
+            for kind, values in claims.items():
+                await conn.execute(
+                    "DELETE FROM identifiers WHERE org = %s AND team = %s AND kind = %s AND origin = 'api'",
+                    (org, team, kind),
+                )
+                for value in values:
+                    await conn.execute(
+                        "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
+                        " VALUES (%s, %s, %s, %s, 'api', %s) ON CONFLICT DO NOTHING",
+                        (org, kind, value, team, now),
+                    )
+            return []
+
+        return await self._run(write)
+
+    async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(kind, value, team) for each identifier of `pairs` that a team owns."""
+        found = []
+        for kind, value in pairs:
+            row = await self._one(
+                "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
+            )
+            if row:
+                found.append((kind, value, row["team"]))
+        return found
+
+    async def next_due(self) -> float | None:
+        row = await self._one("SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'")
+        return row["due"] if row else None
+
+    # ---- data lifecycle
+
+    async def purge(self, events_before: float | None, attempts_before: float | None, limit: int) -> tuple[int, int]:
+        """Delete at most `limit` finished events older than `events_before` (with their deliveries and
+        attempts), and at most `limit` attempts older than `attempts_before`: (events, attempts) deleted."""
+
+        async def write(conn: Conn) -> tuple[int, int]:
+            events = 0
+            if events_before is not None:
+                cursor = await conn.execute(
+                    "SELECT id FROM events e WHERE received_at < %s AND status != 'received'"
+                    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id"
+                    "   AND d.status IN ('pending', 'in_flight', 'waiting')) ORDER BY seq LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED",
+                    (events_before, limit),
+                )
+                ids = [row["id"] for row in await cursor.fetchall()]
+                if ids:
+                    await conn.execute(
+                        "DELETE FROM attempts WHERE delivery_id IN"
+                        " (SELECT id FROM deliveries WHERE event_id = ANY(%s))",
+                        (ids,),
+                    )
+                    await conn.execute("DELETE FROM deliveries WHERE event_id = ANY(%s)", (ids,))
+                    await conn.execute("UPDATE notifications SET event_id = NULL WHERE event_id = ANY(%s)", (ids,))
+                    await conn.execute("DELETE FROM events WHERE id = ANY(%s)", (ids,))
+                events = len(ids)
+            attempts = 0
+            if attempts_before is not None:
+                cursor = await conn.execute(
+                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE started_at < %s LIMIT %s)",
+                    (attempts_before, limit),
+                )
+                attempts = cursor.rowcount
+            return events, attempts
+
+        return await self._run(write)
+
+    async def export_events(
+        self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[tuple[int, EventRow, list[Delivery]]]:
+        """A page of events in arrival order (after `after_seq`), each with its deliveries."""
+
+        async def read(conn: Conn) -> list[tuple[int, EventRow, list[Delivery]]]:
+            clauses, params = _filters(
+                [("seq > %s", after_seq), ("received_at >= %s", since), ("received_at < %s", until), ("org = %s", org)]
+            )
+            cursor = await conn.execute(
+                f"SELECT seq, id, data, status, trace, routed_at FROM events{clauses} ORDER BY seq LIMIT %s",
+                [*params, limit],
+            )
+            page = []
+            for row in await cursor.fetchall():
+                found = await conn.execute("SELECT * FROM deliveries WHERE event_id = %s ORDER BY seq", (row["id"],))
+                deliveries = [_delivery(d) for d in await found.fetchall()]
+                page.append((row["seq"], _event_row(row), deliveries))
+            return page
+
+        return await self._run(read)
+
+    # ---- operators
+
+    async def list_events(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        org: str | None = None,
+        source: str | None = None,
+        kind: str | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[EventRow]:
+        clauses, params = _filters(
+            [
+                ("org = %s", org),
+                ("status = %s", status),
+                ("source = %s", source),
+                ("kind = %s", kind),
+                ("endpoint = %s", endpoint),
+                ("received_at >= %s", since),
+                ("received_at < %s", until),
+            ]
+        )
+        sql = f"SELECT data, status, trace, routed_at FROM events{clauses} ORDER BY seq DESC LIMIT %s"
+        return [_event_row(row) for row in await self._all(sql, [*params, limit])]
+
+    async def get_event(self, event_id: str, org: str | None = None) -> EventRow | None:
+        clauses, params = _filters([("id = %s", event_id), ("org = %s", org)])
+        row = await self._one(f"SELECT data, status, trace, routed_at FROM events{clauses}", params)
+        return _event_row(row) if row else None
+
+    async def list_deliveries(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        event_id: str | None = None,
+        *,
+        org: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+    ) -> list[Delivery]:
+        clauses, params = _filters(
+            [
+                ("status = %s", status),
+                ("event_id = %s", event_id),
+                ("org = %s", org),
+                ("target = %s", target),
+                ("created_at >= %s", since),
+            ]
+        )
+        rows = await self._all(f"SELECT * FROM deliveries{clauses} ORDER BY seq DESC LIMIT %s", [*params, limit])
+        return [_delivery(row) for row in rows]
+
+    async def get_delivery(self, delivery_id: str, org: str | None = None) -> Delivery | None:
+        clauses, params = _filters([("id = %s", delivery_id), ("org = %s", org)])
+        row = await self._one(f"SELECT * FROM deliveries{clauses}", params)
+        return _delivery(row) if row else None
+
+    async def attempts(self, delivery_id: str) -> list[Attempt]:
+        rows = await self._all(
+            "SELECT delivery_id, number, started_at, duration, outcome, status_code, message FROM attempts"
+            " WHERE delivery_id = %s ORDER BY number, id",
+            (delivery_id,),
+        )
+        return [Attempt(**row) for row in rows]
+
+    async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
+        """Make deliveries (or every delivery of an event) pending again, due now, with a fresh budget."""
+
+        async def write(conn: Conn) -> list[str]:
+            done = []
+            for item in ids:
+                cursor = await conn.execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = %(now)s,"
+                    " budget_from = %(now)s, last_error = NULL, updated_at = %(now)s"
+                    " WHERE (id = %(item)s OR event_id = %(item)s) AND status NOT IN ('in_flight', 'waiting')"
+                    "   AND (%(org)s::text IS NULL OR org = %(org)s) RETURNING id, seq",
+                    {"now": now, "item": item, "org": org},
+                )
+                done += [row["id"] for row in sorted(await cursor.fetchall(), key=lambda r: r["seq"])]
+            if done:
+                await self._notify(conn, DELIVERIES_CHANNEL)
+            return done
+
+        return await self._run(write)
+
+    async def counts(self) -> dict[str, int]:
+        events = await self._all("SELECT status, COUNT(*) AS n FROM events GROUP BY 1")
+        deliveries = await self._all("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY 1")
+        return {f"events_{r['status']}": r["n"] for r in events} | {
+            f"deliveries_{r['status']}": r["n"] for r in deliveries
+        }
+
+    # ---- API tokens and users
+
+    async def create_token(
+        self, org: str, name: str, role: str, token_hash: str, now: float, user_email: str | None = None
+    ) -> None:
+        await self._exec(
+            "INSERT INTO api_tokens (org, name, role, token_hash, created_at, user_email)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (org, name, role, token_hash, now, user_email),
+        )
+
+    async def token_lookup(self, token_hash: str) -> tuple[str, str, str, str | None] | None:
+        """(org, role, name, user email or None) of an API token, by its hash."""
+        row = await self._one("SELECT org, role, name, user_email FROM api_tokens WHERE token_hash = %s", (token_hash,))
+        return (row["org"], row["role"], row["name"], row["user_email"]) if row else None
+
+    async def create_user(self, org: str, email: str, password_hash: str, role: str, now: float) -> bool:
+        """False if the org already has a user with that email."""
+        return bool(
+            await self._exec(
+                "INSERT INTO users (org, email, password_hash, role, created_at) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (org, email) DO NOTHING",
+                (org, email.lower(), password_hash, role, now),
+            )
+        )
+
+    async def user(self, org: str, email: str) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT id, org, email, role, password_hash FROM users WHERE org = %s AND email = %s", (org, email.lower())
+        )
+
+    # ---- console sessions
+
+    async def create_session(self, id_hash: str, org: str, email: str, role: str, csrf: str, expires_at: float) -> None:
+        await self._exec(
+            "INSERT INTO sessions (id_hash, org, email, role, csrf, expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
+            (id_hash, org, email, role, csrf, expires_at),
+        )
+
+    async def session(self, id_hash: str, now: float) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT org, email, role, csrf FROM sessions WHERE id_hash = %s AND expires_at > %s", (id_hash, now)
+        )
+
+    async def end_session(self, id_hash: str) -> None:
+        await self._exec("DELETE FROM sessions WHERE id_hash = %s", (id_hash,))
+
+    async def users_of(self, org: str) -> list[dict[str, Any]]:
+        return await self._all("SELECT email, role FROM users WHERE org = %s ORDER BY email", (org,))
+
+    async def find_user(self, email: str) -> list[dict[str, Any]]:
+        """Every org's user with this email (sign-in asks for the org when there are several)."""
+        return await self._all(
+            "SELECT org, email, role, password_hash FROM users WHERE email = %s ORDER BY id", (email.lower(),)
+        )
+
+    # ---- integrations (settings changed through the API; secrets arrive here already encrypted)
+
+    async def save_integration(
+        self, org: str, kind: str, config: Mapping[str, Any], now: float, by: str | None
+    ) -> None:
+        await self._exec(
+            "INSERT INTO integrations (org, kind, config, updated_at, updated_by) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (org, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at,"
+            " updated_by = excluded.updated_by",
+            (org, kind, json.dumps(dict(config)), now, by),
+        )
+
+    async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await self._all("SELECT org, kind, config FROM integrations ORDER BY org, kind")
+        return [(r["org"], r["kind"], r["config"]) for r in rows]
+
+    # ---- the inbox
+
+    async def notify_all(self, org: str, key: str, note: Mapping[str, Any], event_id: str | None, now: float) -> int:
+        """A notification for every user of the org; one per key, updated (and unread again) by later events."""
+        return await self._exec(
+            "INSERT INTO notifications (org, user_id, key, title, body, link, data, event_id, created_at, updated_at)"
+            " SELECT %(org)s, id, %(key)s, %(title)s, %(body)s, %(link)s, %(data)s, %(event)s, %(now)s, %(now)s"
+            " FROM users WHERE org = %(org)s"
+            " ON CONFLICT (org, user_id, key) DO UPDATE SET title = excluded.title, body = excluded.body,"
+            " link = excluded.link, data = excluded.data, event_id = excluded.event_id,"
+            " updated_at = excluded.updated_at, read_at = NULL",
+            {
+                "org": org,
+                "key": key,
+                "title": note["title"],
+                "body": note.get("body"),
+                "link": note.get("link"),
+                "data": json.dumps(note.get("data") or {}),
+                "event": event_id,
+                "now": now,
+            },
+        )
+
+    async def notifications(self, org: str, email: str, unread_only: bool = False) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT n.id, n.key, n.title, n.body, n.link, n.data, n.event_id, n.created_at, n.updated_at,"
+            " n.read_at FROM notifications n JOIN users u ON u.id = n.user_id"
+            " WHERE n.org = %s AND u.email = %s"
+        )
+        if unread_only:
+            sql += " AND n.read_at IS NULL"
+        return await self._all(sql + " ORDER BY n.updated_at DESC, n.id DESC LIMIT 200", (org, email.lower()))
+
+    async def mark_read(self, org: str, email: str, notification_id: int, now: float) -> bool:
+        return bool(
+            await self._exec(
+                "UPDATE notifications SET read_at = %s WHERE id = %s AND org = %s"
+                " AND user_id = (SELECT id FROM users WHERE org = %s AND email = %s)",
+                (now, notification_id, org, org, email.lower()),
+            )
+        )
+
+    async def create_incident(
+        self, org: str, key: str | None, data: Mapping[str, Any], created_by: str | None, now: float
+    ) -> dict[str, Any] | None:
+        """None if an incident with that key exists already."""
+        row = await self._one(
+            "INSERT INTO incidents (org, key, data, created_by, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            (org, key, json.dumps(dict(data)), created_by, now, now),
+        )
+        if row is None:
+            return None
+        return {"id": row["id"], "key": key, **dict(data), "created_by": created_by, "created_at": now}
+
+    async def update_incident(self, org: str, key: str, changes: Mapping[str, Any], now: float) -> bool:
+        async def write(conn: Conn) -> bool:
+            cursor = await conn.execute(
+                "SELECT id, data FROM incidents WHERE org = %s AND key = %s FOR UPDATE", (org, key)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            data = {**row["data"], **dict(changes)}
+            await conn.execute(
+                "UPDATE incidents SET data = %s, updated_at = %s WHERE id = %s", (json.dumps(data), now, row["id"])
+            )
+            return True
+
+        return await self._run(write)
+
+    async def incidents(self, org: str, incident_id: int | None = None) -> list[dict[str, Any]]:
+        clauses, params = _filters([("org = %s", org), ("id = %s", incident_id)])
+        rows = await self._all(
+            f"SELECT id, key, data, created_by, created_at, updated_at FROM incidents{clauses}"
+            " ORDER BY id DESC LIMIT 200",
+            params,
+        )
+        return [
+            {**r["data"], "id": r["id"], "key": r["key"], "created_by": r["created_by"]}
+            | {"created_at": r["created_at"], "updated_at": r["updated_at"]}
+            for r in rows
+        ]
