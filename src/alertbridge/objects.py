@@ -11,6 +11,7 @@ environment here, or an admin could read the server's environment into a forward
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, get_args
@@ -168,6 +169,8 @@ def check(
     """
     if any(_sealed(v) for v in _walk(body)):
         raise Rejected(422, f"{SEALED!r} is reserved")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in _walk(body)):
+        raise Rejected(422, "numbers must be finite (no NaN or Infinity)")
     body = _keep_masked(copy.deepcopy(body), previous)
     given_org = body.pop("org", None)
     if given_org not in (None, org):
