@@ -165,10 +165,10 @@ const pages = {
       <p class="muted">Endpoints take webhooks; targets receive actions. Those from the configuration file are provisioned: change them there.
       Secrets are encrypted at rest and shown masked.</p>
       <h2>Endpoints</h2><table data-testid="endpoints"><thead><tr><th>name</th><th>source</th><th>path</th><th>settings</th><th></th></tr></thead><tbody>
-      ${endpoints.map((e) => `<tr><td>${esc(e.name)}</td><td>${esc(e.source)}</td><td><code>${esc(e.path)}</code></td><td><code>${esc(settingsText(e))}</code></td><td>${actions("endpoint", e)}</td></tr>`).join("") || `<tr><td colspan="5">None.</td></tr>`}</tbody></table>
+      ${endpoints.map((e) => `<tr><td>${esc(e.name)}</td><td>${esc(e.source)}</td><td><code>${esc(e.path)}</code></td><td><code>${esc(settingsText(e))}</code></td><td class="actions">${actions("endpoint", e)}</td></tr>`).join("") || `<tr><td colspan="5">None.</td></tr>`}</tbody></table>
       ${form("endpoint", "source", Object.keys(kinds.endpoint))}
       <h2>Targets</h2><table data-testid="targets"><thead><tr><th>name</th><th>type</th><th>settings</th><th></th></tr></thead><tbody>
-      ${targets.map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.type)}</td><td><code>${esc(settingsText(t))}</code></td><td>${actions("target", t)}</td></tr>`).join("") || `<tr><td colspan="4">None.</td></tr>`}</tbody></table>
+      ${targets.map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.type)}</td><td><code>${esc(settingsText(t))}</code></td><td class="actions">${actions("target", t)}</td></tr>`).join("") || `<tr><td colspan="4">None.</td></tr>`}</tbody></table>
       ${form("target", "type", Object.keys(kinds.target))}`;
     const found = { endpoint: endpoints, target: targets };
     const bind = (kind, typeField) => {
