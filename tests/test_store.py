@@ -151,3 +151,22 @@ async def test_a_restart_releases_claims_left_in_flight(tmp_path: Path) -> None:
     assert await second.release_claims() == 1
     assert len(await second.claim_deliveries(now=2, lease=60, limit=10, capacity={})) == 1
     await second.close()
+
+
+async def test_objects_made_through_the_api_are_kept_per_org_kind_and_name(store: SQLiteStore) -> None:
+    """The contract every backend keeps for save_object / objects / delete_object."""
+    await store.save_object("acme", "target", "agent", {"name": "agent", "type": "inbox"}, 1.0, "ops@acme")
+    await store.save_object("acme", "endpoint", "hook", {"name": "hook", "path": "/h"}, 2.0, None)
+    await store.save_object("globex", "target", "agent", {"name": "agent", "type": "forward"}, 3.0, "x")
+    # Saving again replaces the config, keeps when it was made.
+    await store.save_object("acme", "target", "agent", {"name": "agent", "type": "slack"}, 4.0, "ops2@acme")
+    targets = await store.objects("target")
+    assert [(o.org, o.name, o.config["type"]) for o in targets] == [
+        ("acme", "agent", "slack"),
+        ("globex", "agent", "forward"),
+    ]
+    assert (targets[0].created_at, targets[0].updated_at, targets[0].updated_by) == (1.0, 4.0, "ops2@acme")
+    assert [o.kind for o in await store.objects()] == ["target", "endpoint", "target"]
+    assert await store.delete_object("acme", "target", "agent") is True
+    assert await store.delete_object("acme", "target", "agent") is False
+    assert [o.org for o in await store.objects("target")] == ["globex"]

@@ -177,7 +177,7 @@ class Objects:
             raise Rejected(404, f"no {kind} {name}")
         return found[0]
 
-    async def _name_free(self, kind: Kind, name: Any) -> None:
+    async def _name_free(self, kind: Kind, name: str) -> None:
         """Names are the server's, not an org's (routes name targets): say it is taken, not by whom."""
         taken = name in self._provisioned(kind) or any(s.name == name for s in await self.store.objects(kind))
         if taken:
@@ -209,8 +209,8 @@ class Objects:
                 plain_before = opened(previous.config, self.vault) if previous else None
             except VaultUnavailable as exc:
                 raise Rejected(409, str(exc)) from None
-            if previous is None:
-                await self._name_free(kind, body.get("name"))
+            if previous is None and isinstance(body.get("name"), str):  # (any other name: check() says why not)
+                await self._name_free(kind, body["name"])
             kept, item, paths = check(
                 kind, body, org, self.config, await self._known_targets(org) if kind == "target" else (), plain_before
             )
