@@ -251,3 +251,16 @@ def test_the_catalog_names_every_source_and_target_type_and_their_secrets(server
     assert kinds["generic"]["secrets"] == ["token"] and kinds["forward"]["secrets"] == ["secret", "headers"]
     assert "url" in kinds["forward"]["required"]
     assert httpx.get(f"{server.url}/api/v1/catalog").status_code == 401
+
+
+def test_a_changed_secret_key_leaves_the_object_out_and_the_server_up(server: Server) -> None:
+    acme = token(server, "acme")
+    assert server.client.post("/api/v1/endpoints", json=hook(), headers=acme).status_code == 201
+    server.stop()
+    server.env["ALERTBRIDGE_SECRET_KEY"] = "another key, also thirty-two characters long"
+    server.start()
+    assert server.post(f"/hooks/a?token={HOOK_TOKEN}", alert(1)).status_code == 404  # not live: cannot be read
+    assert "object_not_applied" in server.logs()
+    shown = server.client.get("/api/v1/endpoints/hook-a", headers=acme).json()
+    assert shown["settings"]["token"] == "••••"  # still listed, so it can be fixed or deleted
+    assert server.client.delete("/api/v1/endpoints/hook-a", headers=acme).status_code == 204
