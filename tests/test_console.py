@@ -149,3 +149,119 @@ def test_the_seed_001_flow_and_a_replay_in_the_browser(server_factory: Callable[
         expect(page.locator("h1")).to_have_text("Events")
         shot(page, "07-phone-events")
         page.close()
+
+
+AGENT_SECRET = "console-agent-secret-5151"
+HOOK_TOKEN = "console-hook-token-6262"
+TEAMS_CONFIG = """
+endpoints:
+  - { name: thena, source: thena, path: /thena, token: t }
+targets:
+  - { name: inbox, type: inbox }
+routes:
+  - name: forward-by-label
+    match: { labels.forward_to: { exists: true } }
+    actions: [{ target: "{{ labels.forward_to }}", action: forward }]
+teams:
+  - name: payments
+    token: team-token-payments
+    routing: { slack_channel_ids: [C0PAYMENTS], github_repos: [acme/payments] }
+  - name: search
+    token: team-token-search
+    routing: { pagerduty_service_ids: [PSEARCH1], services: [search-api] }
+"""
+
+
+def test_teams_and_endpoints_and_targets_made_in_the_browser(
+    server_factory: Callable[..., Server], browser: Browser
+) -> None:
+    from .fakes.agent import FakeAgent
+
+    with FakeAgent(AGENT_SECRET, mode="silent") as agent:
+        server = server_factory(TEAMS_CONFIG, {"ALERTBRIDGE_SECRET_KEY": "a console test key of thirty-two chars+"})
+        password = "another long passphrase"
+        server.cli("users", "create", "--email", "admin@example.com", "--role", "admin", "--password", password)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(f"{server.url}/console")
+        page.fill("input[name=email]", "admin@example.com")
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Events")
+
+        # Teams and the identifiers they own, from the file.
+        page.click("text=Teams")
+        expect(page.locator("h2", has_text="payments")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("slack_channel_ids: C0PAYMENTS")
+        expect(page.locator("main")).to_contain_text("github_repos: acme/payments")
+        expect(page.locator("main")).to_contain_text("pagerduty_service_ids: PSEARCH1")
+        expect(page.locator("main")).to_contain_text("services: search-api")
+        shot(page, "11-teams")
+
+        # Integrations: the file's objects are there, read-only.
+        page.click("text=Integrations")
+        expect(page.get_by_test_id("provisioned-thena")).to_have_text("provisioned (read-only)")
+        expect(page.get_by_test_id("provisioned-inbox")).to_be_visible()
+
+        # A forward target: type, URL, secret. Shown masked once saved.
+        target = page.locator("#target-form")
+        target.locator("input[name=name]").fill("agent")
+        target.locator("select[name=type]").select_option("forward")
+        expect(page.get_by_test_id("target-secret-name")).to_have_text("secret")
+        target.locator("input[name=url]").fill(f"{agent.url}/agent")
+        target.locator("input[name=secret]").fill(AGENT_SECRET)
+        target.locator("button[type=submit]").click()
+        expect(page.locator("#target-status")).to_have_text("Saved.")
+        row = page.get_by_test_id("targets").locator("tr", has_text="agent")
+        expect(row).to_contain_text("••••5151")
+
+        # A generic endpoint: source, path, secret, and its settings; it forwards to the agent.
+        endpoint = page.locator("#endpoint-form")
+        endpoint.locator("input[name=name]").fill("coralogix")
+        endpoint.locator("select[name=source]").select_option("generic")
+        expect(page.get_by_test_id("endpoint-secret-name")).to_have_text("token")
+        endpoint.locator("input[name=path]").fill("/webhooks/coralogix")
+        endpoint.locator("input[name=secret]").fill(HOOK_TOKEN)
+        extra = '{"labels": {"forward_to": "agent"}, "fields": {"kind": "\'alert.fired\'", "title": "name"}}'
+        endpoint.locator("textarea[name=extra]").fill(extra)
+        endpoint.locator("button[type=submit]").click()
+        expect(page.locator("#endpoint-status")).to_have_text("Saved.")
+        expect(page.get_by_test_id("endpoints").locator("tr", has_text="coralogix")).to_contain_text("••••6262")
+        assert AGENT_SECRET not in page.content() and HOOK_TOKEN not in page.content()
+        shot(page, "12-integrations")
+
+        # Bad input is refused with what to fix.
+        endpoint.locator("input[name=name]").fill("open")
+        endpoint.locator("select[name=source]").select_option("generic")
+        endpoint.locator("input[name=path]").fill("/webhooks/open")
+        endpoint.locator("input[name=secret]").fill("")
+        endpoint.locator("textarea[name=extra]").fill("")
+        endpoint.locator("button[type=submit]").click()
+        expect(page.locator("#endpoint-status")).to_contain_text("needs `token` or `hmac`")
+
+        # A webhook to the new endpoint, over HTTP: in the Events page, and at the agent.
+        assert server.post(f"/webhooks/coralogix?token={HOOK_TOKEN}", {"name": "CPU high"}).status_code == 200
+        wait_until(lambda: agent.forwards, 15, "the forward to the agent")
+        assert agent.verified == [True]
+        page.click("text=Events")
+        expect(page.locator("td", has_text="CPU high")).to_be_visible(timeout=10_000)
+        expect(page.locator("tr", has_text="CPU high")).to_contain_text("coralogix")
+        shot(page, "13-event-from-the-new-endpoint")
+
+        # Edited (a new path; the secret left as it was), then the target deleted.
+        page.click("text=Integrations")
+        page.click("[data-edit='endpoint:coralogix']")
+        expect(page.locator("#endpoint-form input[name=secret]")).to_have_attribute(
+            "placeholder", "unchanged (••••6262)"
+        )
+        endpoint.locator("input[name=path]").fill("/webhooks/coralogix2")
+        endpoint.locator("button[type=submit]").click()
+        expect(page.locator("#endpoint-status")).to_have_text("Saved.")
+        assert server.post(f"/webhooks/coralogix2?token={HOOK_TOKEN}", {"name": "CPU again"}).status_code == 200
+        assert server.post(f"/webhooks/coralogix?token={HOOK_TOKEN}", {"name": "old path"}).status_code == 404
+        page.click("[data-delete='target:agent']")
+        expect(page.get_by_test_id("targets").locator("tr", has_text="agent")).to_have_count(0)
+        shot(page, "14-integrations-after-edit-and-delete")
+        page.set_viewport_size({"width": 390, "height": 844})
+        shot(page, "15-phone-integrations")
+        page.close()

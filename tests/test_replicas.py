@@ -22,7 +22,7 @@ from .test_ingress import seed_env, ticket_event
 
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="replicas share a PostgreSQL database; SQLite serves one process")
 
-TICKETS = int(os.environ.get('REPLICA_TEST_TICKETS', '2000'))
+TICKETS = int(os.environ.get("REPLICA_TEST_TICKETS", "2000"))
 DELIVERY_LEASE = 4.0  # short, so the takeover happens in seconds; longer than any send here
 ROUTING_LEASE = 2.0
 ASSIGNEES = ["hossamhafez@luciq.ai", "bedourelborai@luciq.ai"]
@@ -106,12 +106,14 @@ def test_three_replicas_one_killed_nothing_lost_nothing_paged_twice(
         # Mid-run: a third of the tickets in, and the victim holding claims of its own.
         wait_until(lambda: sender.sent >= TICKETS // 3, 60, "a third of the tickets to be answered")
         wait_until(
-            lambda: rows(
-                store,
-                "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND starts_with(claim, %s)",
-                victim.name + ":",
-            )[0][0]
-            > 0,
+            lambda: (
+                rows(
+                    store,
+                    "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND starts_with(claim, %s)",
+                    victim.name + ":",
+                )[0][0]
+                > 0
+            ),
             30,
             "the victim to be sending",
         )

@@ -250,3 +250,22 @@ async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
         assert versions[-1] >= 8
     finally:
         database.drop()
+
+
+async def test_objects_made_through_the_api_are_kept_per_org_kind_and_name(store: Store) -> None:
+    """The contract every backend keeps for save_object / objects / delete_object."""
+    await store.save_object("acme", "target", "agent", {"name": "agent", "type": "inbox"}, 1.0, "ops@acme")
+    await store.save_object("acme", "endpoint", "hook", {"name": "hook", "path": "/h"}, 2.0, None)
+    await store.save_object("globex", "target", "agent", {"name": "agent", "type": "forward"}, 3.0, "x")
+    # Saving again replaces the config, keeps when it was made.
+    await store.save_object("acme", "target", "agent", {"name": "agent", "type": "slack"}, 4.0, "ops2@acme")
+    targets = await store.objects("target")
+    assert [(o.org, o.name, o.config["type"]) for o in targets] == [
+        ("acme", "agent", "slack"),
+        ("globex", "agent", "forward"),
+    ]
+    assert (targets[0].created_at, targets[0].updated_at, targets[0].updated_by) == (1.0, 4.0, "ops2@acme")
+    assert [o.kind for o in await store.objects()] == ["target", "endpoint", "target"]
+    assert await store.delete_object("acme", "target", "agent") is True
+    assert await store.delete_object("acme", "target", "agent") is False
+    assert [o.org for o in await store.objects("target")] == ["globex"]

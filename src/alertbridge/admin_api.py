@@ -3,14 +3,15 @@
 Described by OpenAPI at /api/v1/openapi.json (browsable at /api/v1/docs). Every request carries
 an API token (`Authorization: Bearer …`, made with `alertbridge tokens create`); a token belongs
 to one org and sees only that org: anything of another org is a 404, as if it did not exist.
-Roles: `viewer` reads; `member` and `admin` may also replay. Objects that come from the YAML
-file (endpoints, targets, routes, teams) are marked `provisioned` and are read-only here.
+Roles: `viewer` reads; `member` and `admin` may also replay; `admin` may also make endpoints and
+targets (`objects_api.py`). Objects that come from the YAML file (endpoints, targets, routes,
+teams) are marked `provisioned` and are read-only here.
 """
 # No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
@@ -20,6 +21,9 @@ from alertbridge.auth import Refused, caller
 from alertbridge.config import Config
 from alertbridge.events import to_dict
 from alertbridge.store.base import Delivery, EventRow, Store
+
+if TYPE_CHECKING:
+    from alertbridge.objects_api import Objects
 
 ROLES = ("viewer", "member", "admin")
 
@@ -86,24 +90,6 @@ class ReplayResult(BaseModel):
     count: int
     deliveries: list[str]
     replayed: bool
-
-
-class EndpointOut(BaseModel):
-    name: str
-    source: str
-    path: str
-    org: str
-    provisioned: bool = True
-    read_only: bool = True
-
-
-class TargetOut(BaseModel):
-    name: str
-    type: str
-    timeout: float
-    rate_limit: dict[str, Any] | None = None
-    provisioned: bool = True
-    read_only: bool = True
 
 
 class RouteOut(BaseModel):
@@ -203,7 +189,9 @@ def _event(row: EventRow, raw: bool = False) -> dict[str, Any]:
     return view
 
 
-def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.time) -> FastAPI:
+def admin_api(
+    config: Config, store: Store, clock: Callable[[], float] = time.time, objects: "Objects | None" = None
+) -> FastAPI:
     api = FastAPI(
         title="alertbridge admin API",
         version=__version__,
@@ -220,6 +208,10 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
         return Principal(org=found.org, role=found.role, name=found.name, user=found.user)
 
     Caller = Annotated[Principal, Depends(principal)]
+    if objects is not None:
+        from alertbridge.objects_api import object_routes
+
+        api.include_router(object_routes(principal, objects))
     Limit = Annotated[int, Query(ge=1, le=1000)]
 
     @api.get("/events", response_model=list[EventOut], tags=["events"])
@@ -376,28 +368,6 @@ def admin_api(config: Config, store: Store, clock: Callable[[], float] = time.ti
         if caller.role != "admin":  # it makes this server call out: admins only
             raise HTTPException(403, "only an admin can test keys")
         return KeyCheck(**await check_key(request.kind, request.api_key, request.url))
-
-    @api.get("/endpoints", response_model=list[EndpointOut], tags=["configuration"])
-    async def endpoints(caller: Caller) -> list[EndpointOut]:
-        """Where webhooks come in (credentials are never shown)."""
-        return [
-            EndpointOut(name=e.name, source=e.source, path=e.path, org=e.org or config.server.org)
-            for e in config.endpoints
-            if (e.org or config.server.org) == caller.org
-        ]
-
-    @api.get("/targets", response_model=list[TargetOut], tags=["configuration"])
-    async def targets(caller: Caller) -> list[TargetOut]:
-        """Where actions go (credentials are never shown)."""
-        return [
-            TargetOut(
-                name=t.name,
-                type=t.type,
-                timeout=t.timeout,
-                rate_limit=t.rate_limit.model_dump() if t.rate_limit else None,
-            )
-            for t in config.targets
-        ]
 
     @api.get("/routes", response_model=list[RouteOut], tags=["configuration"])
     async def routes(caller: Caller) -> list[RouteOut]:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from alertbridge import logs, sources
+from alertbridge import logs
 from alertbridge import targets as target_types
 from alertbridge.admin_api import admin_api
 from alertbridge.config import Config
@@ -27,7 +27,9 @@ from alertbridge.ingress import Ingress
 from alertbridge.integrations_api import apply as apply_integration
 from alertbridge.integrations_api import integrations_api
 from alertbridge.lifecycle import Janitor
+from alertbridge.live import Live, endpoint_of
 from alertbridge.metrics import Metrics
+from alertbridge.objects_api import Objects
 from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
 from alertbridge.routing.teams import TeamDirectory
@@ -50,18 +52,7 @@ class Services:
 
 
 def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, Endpoint]:
-    endpoints = {}
-    for item in config.endpoints:
-        source = sources.get(item.source)
-        endpoints[item.path] = Endpoint(
-            config=item,
-            source=source,
-            settings=source.settings.model_validate(item.extra),
-            org=item.org or config.server.org,
-            max_body_bytes=item.max_body_bytes or config.server.max_body_bytes,
-            clock=clock,
-        )
-    return endpoints
+    return {item.path: endpoint_of(item, config, clock) for item in config.endpoints}
 
 
 def create_app(config: Config, services: Services | None = None, store: Store | None = None) -> Ingress:
@@ -115,6 +106,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
                     apply_integration(live[0].endpoints, org, saved, vault)
                 except VaultUnavailable as exc:
                     log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
+        await objects.load()
         released = await store.release_claims(services.clock())
         if released:
             log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
@@ -127,7 +119,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         gc.freeze()
         log.info(
             "started",
-            endpoints=sorted(endpoints),
+            endpoints=sorted(live[0].endpoints),
             targets=sorted(targets),
             routes=len(rules.routes),
             store=masked(url),
@@ -172,12 +164,14 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
     api = team_api(config, store, teams, services.clock)
     vault = Vault()
     live: list[Ingress] = []  # the ingress, made below: integrations saved through the API change its endpoints
+    applier = Live(config, lambda: live[0].endpoints, targets, router, dispatcher, services.clock)
+    objects = Objects(config, store, vault, applier, services.clock)
     operator = Starlette(
         routes=[
             *api,
             *integrations_api(store, lambda: live[0].endpoints, vault, services.clock),
             *console_routes(store, services.clock),
-            Mount("/api/v1", admin_api(config, store, services.clock)),
+            Mount("/api/v1", admin_api(config, store, services.clock, objects)),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/health", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),

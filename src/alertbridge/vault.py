@@ -2,16 +2,23 @@
 encrypted with a key from the environment, `ALERTBRIDGE_SECRET_KEY` (Fernet: AES-128-CBC with an
 HMAC, from the cryptography package). Without the key, nothing secret can be saved.
 
-    python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+The variable is any string of 32 characters or more (the design's contract); the Fernet key is
+derived from it with SHA-256. A Fernet key itself is used as it is, so what was sealed with one
+stays readable.
+
+    python -c "import secrets; print(secrets.token_urlsafe(32))"
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 
 from cryptography.fernet import Fernet, InvalidToken
 
 ENV = "ALERTBRIDGE_SECRET_KEY"
+MIN_LENGTH = 32
 
 
 class VaultUnavailable(Exception):
@@ -21,10 +28,7 @@ class VaultUnavailable(Exception):
 class Vault:
     def __init__(self, key: str | None = None) -> None:
         key = key if key is not None else os.environ.get(ENV)
-        try:
-            self._fernet = Fernet(key.encode()) if key else None
-        except ValueError:
-            raise VaultUnavailable(f"{ENV} is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+        self._fernet = Fernet(_fernet_key(key)) if key else None
 
     @property
     def available(self) -> bool:
@@ -42,6 +46,18 @@ class Vault:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
             raise VaultUnavailable(f"a stored secret cannot be read with this {ENV}") from None
+
+
+def _fernet_key(key: str) -> bytes:
+    """The Fernet key itself, or one derived from any string long enough to be a secret."""
+    try:
+        Fernet(key.encode())
+        return key.encode()
+    except ValueError:
+        pass
+    if len(key) < MIN_LENGTH:
+        raise VaultUnavailable(f"{ENV} must be {MIN_LENGTH} characters or more")
+    return base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest())
 
 
 def mask(secret: str | None) -> str | None:

@@ -11,7 +11,7 @@ async function api(path, options = {}) {
   const answer = await fetch(path, { credentials: "same-origin", ...options, headers });
   if (answer.status === 401) { showLogin(); throw new Error("signed out"); }
   const body = await answer.json().catch(() => ({}));
-  if (!answer.ok) throw new Error(body.detail || body.error || `HTTP ${answer.status}`);
+  if (!answer.ok) throw new Error((typeof body.detail === "string" ? body.detail : null) || body.error || `HTTP ${answer.status}`);
   return body;
 }
 
@@ -143,6 +143,88 @@ const pages = {
   async teams() {
     const rows = await api("/api/v1/teams");
     view.innerHTML = `<h1>Teams</h1>${rows.map((t) => `<h2>${esc(t.name)}</h2><ul>${Object.entries(t.routing).filter(([, v]) => v.length).map(([k, v]) => `<li>${esc(k)}: ${v.map(esc).join(", ")}</li>`).join("")}</ul>`).join("") || "<p>No teams.</p>"}`;
+  },
+  async integrations() {
+    const [endpoints, targets, catalog] = await Promise.all([api("/api/v1/endpoints"), api("/api/v1/targets"), api("/api/v1/catalog")]);
+    const kinds = { endpoint: Object.fromEntries(catalog.sources.map((k) => [k.name, k])), target: Object.fromEntries(catalog.targets.map((k) => [k.name, k])) };
+    const admin = state.me.role === "admin";
+    const settingsText = (o) => Object.keys(o.settings || {}).length ? JSON.stringify(o.settings) : "";
+    const actions = (kind, o) => o.provisioned
+      ? `<span class="muted" data-testid="provisioned-${esc(o.name)}">provisioned (read-only)</span>`
+      : admin ? `<button type="button" data-edit="${kind}:${esc(o.name)}">Edit</button> <button type="button" class="quiet" data-delete="${kind}:${esc(o.name)}">Delete</button>` : "";
+    const form = (kind, typeField, options) => `<form id="${kind}-form" class="object-form" ${admin ? "" : "hidden"}>
+      <h3>Add ${kind}</h3>
+      <label>Name <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"></label>
+      <label>${typeField === "source" ? "Source" : "Type"} <select name="${typeField}">${options.map((o) => `<option>${esc(o)}</option>`).join("")}</select></label>
+      ${kind === "endpoint" ? `<label>Path <input name="path" required placeholder="/webhooks/…"></label>` : `<label data-field="url">URL <input name="url" placeholder="https://…"></label>`}
+      <label data-field="secret"><span>Secret: <code data-testid="${kind}-secret-name"></code></span><input name="secret" type="password" autocomplete="off"></label>
+      <label>More settings (JSON) <textarea name="extra" rows="3" placeholder='${kind === "endpoint" ? `{"labels": {"team": "payments"}}` : `{"headers": {"X-Team": "payments"}}`}'></textarea></label>
+      <div><button type="submit">Save</button> <button type="button" class="quiet" data-cancel>Cancel</button></div>
+      <p role="status" id="${kind}-status"></p></form>`;
+    view.innerHTML = `<h1>Integrations</h1>
+      <p class="muted">Endpoints take webhooks; targets receive actions. Those from the configuration file are provisioned: change them there.
+      Secrets are encrypted at rest and shown masked.</p>
+      <h2>Endpoints</h2><table data-testid="endpoints"><thead><tr><th>name</th><th>source</th><th>path</th><th>settings</th><th></th></tr></thead><tbody>
+      ${endpoints.map((e) => `<tr><td>${esc(e.name)}</td><td>${esc(e.source)}</td><td><code>${esc(e.path)}</code></td><td><code>${esc(settingsText(e))}</code></td><td class="actions">${actions("endpoint", e)}</td></tr>`).join("") || `<tr><td colspan="5">None.</td></tr>`}</tbody></table>
+      ${form("endpoint", "source", Object.keys(kinds.endpoint))}
+      <h2>Targets</h2><table data-testid="targets"><thead><tr><th>name</th><th>type</th><th>settings</th><th></th></tr></thead><tbody>
+      ${targets.map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.type)}</td><td><code>${esc(settingsText(t))}</code></td><td class="actions">${actions("target", t)}</td></tr>`).join("") || `<tr><td colspan="4">None.</td></tr>`}</tbody></table>
+      ${form("target", "type", Object.keys(kinds.target))}`;
+    const found = { endpoint: endpoints, target: targets };
+    const bind = (kind, typeField) => {
+      const f = view.querySelector(`#${kind}-form`), status = f.querySelector('[role="status"]');
+      let editing = null;
+      const secretOf = () => kinds[kind][f[typeField].value]?.secrets[0];
+      const shape = () => {  // the secret field (and a URL) the chosen source or type has
+        const k = kinds[kind][f[typeField].value];
+        f.querySelector("[data-testid$=secret-name]").textContent = secretOf() || "";
+        f.querySelector('[data-field="secret"]').hidden = !secretOf();
+        const url = f.querySelector('[data-field="url"]');
+        if (url) url.hidden = !k?.fields.includes("url");
+      };
+      const reset = () => { editing = null; f.reset(); f.name.readOnly = false; f.querySelector("h3").textContent = `Add ${kind}`; f.secret.placeholder = ""; shape(); };
+      f[typeField].addEventListener("change", shape);
+      f.querySelector("[data-cancel]").addEventListener("click", () => { reset(); status.textContent = ""; });
+      shape();
+      f.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        let extra = {};
+        try { extra = f.extra.value.trim() ? JSON.parse(f.extra.value) : {}; } catch (err) { status.textContent = "More settings: not JSON"; return; }
+        const body = { ...extra, name: f.name.value, [typeField]: f[typeField].value };
+        if (kind === "endpoint") body.path = f.path.value;
+        else if (f.url.value && !f.url.closest("label").hidden) body.url = f.url.value;
+        const secret = secretOf();
+        if (secret && f.secret.value) body[secret] = f.secret.value;
+        else if (secret && editing && editing.settings[secret] !== undefined) body[secret] = editing.settings[secret];  // masked: keeps it
+        if (editing && kind === "target") { body.timeout = body.timeout ?? editing.timeout; if (editing.rate_limit && body.rate_limit === undefined) body.rate_limit = editing.rate_limit; }
+        const path = editing ? `/api/v1/${kind}s/${encodeURIComponent(editing.name)}` : `/api/v1/${kind}s`;
+        try {
+          await api(path, { method: editing ? "PUT" : "POST", body: JSON.stringify(body) });
+          await pages.integrations();
+          view.querySelector(`#${kind}-status`).textContent = "Saved.";
+        } catch (err) { status.textContent = err.message; }
+      });
+      view.querySelectorAll(`[data-edit^="${kind}:"]`).forEach((b) => b.addEventListener("click", () => {
+        const o = found[kind].find((x) => x.name === b.dataset.edit.slice(kind.length + 1));
+        reset(); editing = o;
+        f.querySelector("h3").textContent = `Edit ${kind} ${o.name}`;
+        f.name.value = o.name; f.name.readOnly = true; f[typeField].value = o[typeField]; shape();
+        if (kind === "endpoint") f.path.value = o.path;
+        const rest = { ...o.settings }, secret = secretOf();
+        if (kind === "target" && rest.url !== undefined) { f.url.value = rest.url; delete rest.url; }
+        if (secret && rest[secret] !== undefined) { f.secret.placeholder = `unchanged (${rest[secret]})`; delete rest[secret]; }
+        f.extra.value = Object.keys(rest).length ? JSON.stringify(rest) : "";
+        f.scrollIntoView();
+      }));
+      view.querySelectorAll(`[data-delete^="${kind}:"]`).forEach((b) => b.addEventListener("click", async () => {
+        const name = b.dataset.delete.slice(kind.length + 1);
+        if (!confirm(`Delete ${kind} ${name}?`)) return;
+        try { await api(`/api/v1/${kind}s/${encodeURIComponent(name)}`, { method: "DELETE" }); await pages.integrations(); }
+        catch (err) { status.textContent = err.message; }
+      }));
+    };
+    bind("endpoint", "source");
+    bind("target", "type");
   },
   async settings() {
     const s = await fetch("/api/integrations/pagerduty", { credentials: "same-origin" }).then((r) => r.json());

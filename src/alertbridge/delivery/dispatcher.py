@@ -60,7 +60,9 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng or random.Random()
+        self.transport_factory = transport_factory
         self.transports = {name: transport_factory(target) for name, target in targets.items()}
+        self._retired: list[Transport] = []  # transports of changed or removed targets, closed at the end
         self.windows = {
             name: SlidingWindow(t.rate_limit.limit, t.rate_limit.per) for name, t in targets.items() if t.rate_limit
         }
@@ -70,6 +72,29 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def prepare(self, target: ConfiguredTarget) -> None:
+        """Ready the transport and rate window of a target saved through the API, before routing can use it.
+        The old transport is kept open for sends already under way."""
+        old = self.transports.get(target.name)
+        if old is not None:
+            self._retired.append(old)
+        self.transports[target.name] = self.transport_factory(target)
+        if target.rate_limit:
+            self.windows[target.name] = SlidingWindow(target.rate_limit.limit, target.rate_limit.per)
+        else:
+            self.windows.pop(target.name, None)
+
+    def retire(self, name: str) -> None:
+        """Forget a removed target's transport (closed at the end) and window; its deliveries go dead."""
+        old = self.transports.pop(name, None)
+        if old is not None:
+            self._retired.append(old)
+        self.windows.pop(name, None)
+
+    def watch(self, source: str) -> None:
+        """A source that now sends us webhooks: changes made there by us come back as echoes."""
+        self.echo_systems = self.echo_systems | {source}
 
     async def run(self) -> None:
         self.running = True
@@ -153,6 +178,8 @@ class Dispatcher:
         target = self.targets.get(delivery.target)
         started = self.clock()
         status_code: int | None = None
+        if target is not None and target.org is not None and target.org != delivery.org:
+            target = None  # a target made through the API serves its own org only
         if target is None:
             outcome = Outcome("permanent", f"target {delivery.target!r} is no longer configured")
         else:
@@ -282,8 +309,11 @@ class Dispatcher:
             request = target.type.request(target.settings, delivery.action, fields, sending)
         except Exception as exc:
             return Outcome("permanent", f"cannot build the request: {type(exc).__name__}: {exc}"), None
+        transport = self.transports.get(target.name)
+        if transport is None:  # removed through the API while this was being sent
+            return Outcome("retry", f"target {target.name!r} was changed while sending"), None
         try:
-            response = await self.transports[target.name].send(request)
+            response = await transport.send(request)
         except Timeout as exc:
             return Outcome("retry", str(exc)), None
         except TransportError as exc:
@@ -294,5 +324,5 @@ class Dispatcher:
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
-        for transport in self.transports.values():
+        for transport in [*self.transports.values(), *self._retired]:
             await transport.close()

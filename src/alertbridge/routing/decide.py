@@ -105,7 +105,7 @@ def _plan(
     try:
         target_name = str(templates.render(action.target, f"{where}.target"))
         target = targets.get(target_name)
-        if target is None:
+        if target is None or (target.org is not None and target.org != event.org):  # another org's: not there
             raise RenderError(f"{where}.target: no target named {target_name!r}")
         defaults = target.type.actions.get(action.action)
         if defaults is None:

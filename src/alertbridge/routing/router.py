@@ -69,6 +69,18 @@ class Router:
     def wake(self) -> None:
         self._wake.set()
 
+    def endpoint_changed(self, name: str, source: str | None, ignore_actors: Collection[str] = ()) -> None:
+        """An endpoint saved through the API (source None: removed): whose changes are our own echoes."""
+        if source is None:
+            self.ignore_actors.pop(name, None)
+            return
+        self.ignore_actors[name] = frozenset(a.casefold() for a in ignore_actors if a)
+        self.echo_systems = self.echo_systems | {source}
+
+    def targets_changed(self) -> None:
+        """The target map changed in place: a new target type may use links."""
+        self.uses_links = _mentions_links(self.rules, self.targets)
+
     async def run(self) -> None:
         self.running = True
         try:

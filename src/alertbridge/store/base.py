@@ -125,6 +125,20 @@ class AttemptResult:
 
 
 @dataclass(frozen=True)
+class SavedObject:
+    """An object made through the API rather than the file (kind `endpoint` or `target`): its config
+    as the YAML would hold it, with every secret inside already sealed by the vault."""
+
+    org: str
+    kind: str
+    name: str
+    config: dict[str, Any]
+    created_at: float
+    updated_at: float
+    updated_by: str | None
+
+
+@dataclass(frozen=True)
 class Stored:
     """One event as ingress stored it: `duplicate_of` is the first copy's id on a redelivery."""
 
@@ -251,6 +265,13 @@ class Store(Protocol):
         self, org: str, kind: str, config: Mapping[str, Any], now: float, by: str | None
     ) -> None: ...
     async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    # endpoints and targets made through the API (one generic table: kind, name, config)
+    async def save_object(
+        self, org: str, kind: str, name: str, config: Mapping[str, Any], now: float, by: str | None
+    ) -> None: ...
+    async def objects(self, kind: str | None = None) -> list[SavedObject]: ...
+    async def delete_object(self, org: str, kind: str, name: str) -> bool: ...
 
     # the inbox
     async def notify_all(

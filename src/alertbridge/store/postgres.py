@@ -58,6 +58,7 @@ from alertbridge.store.base import (
     EventRow,
     NewDelivery,
     Ref,
+    SavedObject,
     Stored,
     StoreUnavailable,
     mark_done,
@@ -277,6 +278,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE events ADD COLUMN claim text;
         ALTER TABLE events ADD COLUMN claimed_until double precision;
         CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE status = 'in_flight';
+        """,
+    ),
+    (
+        9,
+        # Endpoints and targets made through the admin API (the file's are not stored).
+        """
+        CREATE TABLE objects (
+            org text NOT NULL,
+            kind text NOT NULL,
+            name text NOT NULL,
+            config json NOT NULL,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            updated_by text,
+            PRIMARY KEY (org, kind, name)
+        );
         """,
     ),
 ]
@@ -1189,6 +1206,33 @@ class PostgresStore:
     async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
         rows = await self._all("SELECT org, kind, config FROM integrations ORDER BY org, kind")
         return [(r["org"], r["kind"], r["config"]) for r in rows]
+
+    # ---- endpoints and targets made through the API (secrets arrive here already sealed)
+
+    async def save_object(
+        self, org: str, kind: str, name: str, config: Mapping[str, Any], now: float, by: str | None
+    ) -> None:
+        await self._exec(
+            "INSERT INTO objects (org, kind, name, config, created_at, updated_at, updated_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org, kind, name) DO UPDATE SET config = excluded.config,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (org, kind, name, json.dumps(dict(config)), now, now, by),
+        )
+
+    async def objects(self, kind: str | None = None) -> list[SavedObject]:
+        where = " WHERE kind = %s" if kind is not None else ""
+        rows = await self._all(
+            "SELECT org, kind, name, config, created_at, updated_at, updated_by FROM objects"
+            f"{where} ORDER BY created_at, name",
+            (kind,) if kind is not None else (),
+        )
+        return [
+            SavedObject(r["org"], r["kind"], r["name"], r["config"], r["created_at"], r["updated_at"], r["updated_by"])
+            for r in rows
+        ]
+
+    async def delete_object(self, org: str, kind: str, name: str) -> bool:
+        return await self._exec("DELETE FROM objects WHERE org = %s AND kind = %s AND name = %s", (org, kind, name)) > 0
 
     # ---- the inbox
 

@@ -35,6 +35,7 @@ from alertbridge.store.base import (
     EventRow,
     NewDelivery,
     Ref,
+    SavedObject,
     Stored,
     StoreUnavailable,
     mark_done,
@@ -263,6 +264,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE events ADD COLUMN claim TEXT;
         ALTER TABLE events ADD COLUMN claimed_until REAL;
         CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE status = 'in_flight';
+        """,
+    ),
+    (
+        9,
+        # Endpoints and targets made through the admin API (the file's are not stored).
+        """
+        CREATE TABLE objects (
+            org TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            config TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT,
+            PRIMARY KEY (org, kind, name)
+        );
         """,
     ),
 ]
@@ -942,6 +959,38 @@ class SQLiteStore:
     async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
         rows = await self._read(lambda conn: conn.execute("SELECT org, kind, config FROM integrations").fetchall())
         return [(r[0], r[1], _loads(r[2])) for r in rows]
+
+    # ---- endpoints and targets made through the API (secrets arrive here already sealed)
+
+    async def save_object(
+        self, org: str, kind: str, name: str, config: Mapping[str, Any], now: float, by: str | None
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO objects (org, kind, name, config, created_at, updated_at, updated_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, name) DO UPDATE SET config = excluded.config,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                (org, kind, name, _dumps(dict(config)), now, now, by),
+            )
+        )
+
+    async def objects(self, kind: str | None = None) -> list[SavedObject]:
+        where, args = _filters([("kind = ?", kind)])
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT org, kind, name, config, created_at, updated_at, updated_by FROM objects"
+                f"{where} ORDER BY created_at, name",
+                args,
+            ).fetchall()
+        )
+        return [SavedObject(r[0], r[1], r[2], _loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    async def delete_object(self, org: str, kind: str, name: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            done = conn.execute("DELETE FROM objects WHERE org = ? AND kind = ? AND name = ?", (org, kind, name))
+            return done.rowcount > 0
+
+        return await self._write(write)
 
     # ---- the inbox
 

@@ -11,7 +11,7 @@ from alertbridge.config import Config, Located, RateLimit, RetryPolicy, TargetCo
 from alertbridge.targets import forward, inbox, opsgenie, pagerduty_events, pagerduty_rest, slack
 from alertbridge.targets.base import Outcome, OutgoingRequest, Target
 
-__all__ = ["ConfiguredTarget", "Outcome", "OutgoingRequest", "Target", "configure", "get", "names"]
+__all__ = ["ConfiguredTarget", "Outcome", "OutgoingRequest", "Target", "configure", "configure_one", "get", "names"]
 
 _MODULES = (pagerduty_events, pagerduty_rest, opsgenie, slack, forward, inbox)
 REGISTRY: dict[str, Target] = {module.TARGET.name: module.TARGET for module in _MODULES}
@@ -34,6 +34,7 @@ class ConfiguredTarget:
     settings: Any
     rate_limit: RateLimit | None
     retry: RetryPolicy
+    org: str | None = None  # made through the API by this org (only its events reach it); None: from the file
 
     @property
     def name(self) -> str:
@@ -42,20 +43,23 @@ class ConfiguredTarget:
 
 def configure(config: Config) -> dict[str, ConfiguredTarget]:
     """Every configured target by name (the config has been validated already)."""
-    result = {}
-    for target in config.targets:
-        kind = REGISTRY[target.type]
-        rate_limit = target.rate_limit
-        if rate_limit is None and kind.default_rate_limit:
-            rate_limit = RateLimit(limit=kind.default_rate_limit[0], per=kind.default_rate_limit[1])
-        result[target.name] = ConfiguredTarget(
-            config=target,
-            type=kind,
-            settings=kind.settings.model_validate(target.extra),
-            rate_limit=rate_limit,
-            retry=target.retry or config.delivery.retry,
-        )
-    return result
+    return {target.name: configure_one(target, config.delivery.retry) for target in config.targets}
+
+
+def configure_one(target: TargetConfig, retry: RetryPolicy, org: str | None = None) -> ConfiguredTarget:
+    """One validated target, with its type's default rate limit and the server's retry policy filled in."""
+    kind = REGISTRY[target.type]
+    rate_limit = target.rate_limit
+    if rate_limit is None and kind.default_rate_limit:
+        rate_limit = RateLimit(limit=kind.default_rate_limit[0], per=kind.default_rate_limit[1])
+    return ConfiguredTarget(
+        config=target,
+        type=kind,
+        settings=kind.settings.model_validate(target.extra),
+        rate_limit=rate_limit,
+        retry=target.retry or retry,
+        org=org,
+    )
 
 
 def validate_targets(config: Config) -> list[Located]:
