@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import threading
 import time
 import uuid
@@ -65,6 +66,8 @@ class FakeOpsgenie(FakeServer):
         self.webhook_url: str | None = None
         self.webhook_headers: dict[str, str] = {}  # the integration's custom headers
         self.process_delay = 0.05
+        self._pending: queue.SimpleQueue[tuple[float, str, Any]] = queue.SimpleQueue()
+        threading.Thread(target=self._work, daemon=True).start()
         self.alerts: dict[str, Alert] = {}
         self.processed: dict[str, dict[str, Any]] = {}
         self.validation_errors: list[str] = []
@@ -117,10 +120,18 @@ class FakeOpsgenie(FakeServer):
 
     def _accept(self, apply: Any) -> JSONResponse:
         request_id = str(uuid.uuid4())
-        threading.Timer(self.process_delay, self._process, args=(request_id, apply)).start()
+        # One worker applies the writes in the order they were accepted (a timer per write let a
+        # later one win the race under load), each `process_delay` after it came in.
+        self._pending.put((time.monotonic() + self.process_delay, request_id, apply))
         return JSONResponse(
             {"result": "Request will be processed", "took": 0.01, "requestId": request_id}, status_code=202
         )
+
+    def _work(self) -> None:
+        while True:
+            due, request_id, apply = self._pending.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            self._process(request_id, apply)
 
     def _process(self, request_id: str, apply: Any) -> None:
         with self._state:
