@@ -250,3 +250,26 @@ async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
         assert versions[-1] >= 8
     finally:
         database.drop()
+
+
+@only_postgres
+async def test_a_replica_with_a_stable_name_takes_back_its_own_claims_only(store_url: str) -> None:
+    from alertbridge.store.postgres import PostgresStore
+
+    first, sibling = PostgresStore(store_url, replica="replica-0"), PostgresStore(store_url, replica="replica-1")
+    await first.open()
+    await sibling.open()
+    await first.add_events([event(1)])
+    await first.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(4)], 0)
+    assert len(await first.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 3
+    assert len(await sibling.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 1
+    await first.close()  # as if killed: its claims stay
+    again = PostgresStore(store_url, replica="replica-0")
+    await again.open()
+    try:
+        assert await again.release_claims(now=2) == 3  # its own, from its previous run; not the sibling's
+        mine = await again.claim_deliveries(now=2, lease=60, limit=10, capacity={})
+        assert len(mine) == 3 and all(d.claim and d.claim.startswith("replica-0:") for d in mine)
+    finally:
+        await again.close()
+        await sibling.close()

@@ -75,6 +75,7 @@ DELIVERIES_CHANNEL = "alertbridge_deliveries"
 MIGRATION_LOCK = 0x616C657274  # pg_advisory_lock key: "alert"
 POOL_MAX = 8
 INGRESS_BATCH = 512
+RETRIES = 3  # runs of a transaction PostgreSQL rolled back to break a deadlock
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -517,14 +518,24 @@ class PostgresStore:
         await self._run(lambda conn: conn.execute("SELECT 1"))
 
     async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        """`work` on a pooled connection, in one transaction; a database that is down is StoreUnavailable."""
+        """`work` on a pooled connection, in one transaction; a database that is down is StoreUnavailable.
+
+        A transaction PostgreSQL rolled back to break a deadlock (two replicas' writes taking the
+        same rows in other orders) is run again: `work` is only ever a transaction's body.
+        """
         if self._pool is None:
             raise StoreUnavailable("the store is not open")
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                return await work(conn)
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise StoreUnavailable(f"the database did not answer: {scrub(str(exc), self.url)}") from None
+        for attempt in range(RETRIES):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await work(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"the database did not answer: {scrub(str(exc), self.url)}") from None
+        raise AssertionError("unreachable")
 
     async def _all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
         async def read(conn: Conn) -> list[dict[str, Any]]:
@@ -599,7 +610,7 @@ class PostgresStore:
             while len(batch) < INGRESS_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._insert_batch(batch)
+                results = await self._run(lambda conn: self._insert(conn, batch))  # noqa: B023
             except Exception as exc:
                 failure = StoreUnavailable(f"the database did not take the write: {scrub(str(exc), self.url)}")
                 for waiting in batch:
@@ -611,15 +622,6 @@ class PostgresStore:
             for waiting, stored in zip(batch, results, strict=True):
                 if not waiting.future.done():
                     waiting.future.set_result(stored)
-
-    async def _insert_batch(self, batch: list[_Waiting]) -> list[list[Stored]]:
-        for attempt in range(3):
-            try:
-                return await self._run(lambda conn: self._insert(conn, batch))
-            except psycopg.errors.DeadlockDetected:  # two replicas' batches took the same keys in other orders
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     async def _insert(self, conn: Conn, batch: list[_Waiting]) -> list[list[Stored]]:
         """Every waiting request's events in one statement; redeliveries point at the first copy."""
