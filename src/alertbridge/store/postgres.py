@@ -568,6 +568,9 @@ class PostgresStore:
                     for channel in channels:
                         await conn.execute(f"LISTEN {channel}")
                     self.listening.set()
+                    for callback in channels.values():  # whatever was notified while no one listened
+                        if callback is not None:
+                            callback()
                     async for note in conn.notifies():
                         callback = channels.get(note.channel)
                         if callback is not None and note.payload != self.token:
