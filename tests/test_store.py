@@ -4,6 +4,7 @@ commit, claims, ordering, leases, replay, and what changes when several replicas
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -276,3 +277,27 @@ async def test_a_replica_with_a_stable_name_takes_back_its_own_claims_only(store
     finally:
         await again.close()
         await sibling.close()
+
+
+@only_postgres
+async def test_both_backends_have_the_same_tables_and_columns(store: Store, store_url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    import psycopg
+
+    lite = open_store(f"sqlite:///{tmp_path / 'same.db'}")
+    await lite.migrate()
+    with sqlite3.connect(tmp_path / "same.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        on_sqlite = {
+            t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")} for t in tables if not t.startswith("sqlite_")
+        }
+    with psycopg.connect(store_url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        ).fetchall()
+    on_postgres: dict[str, set[str]] = {}
+    for table, column in columns:
+        on_postgres.setdefault(table, set()).add(column)
+    on_sqlite["schema_migrations"] = on_postgres["schema_migrations"] = set()  # applied_at: text there, a time here
+    assert on_postgres == on_sqlite
