@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from alertbridge.events import Event
@@ -301,3 +302,23 @@ async def test_both_backends_have_the_same_tables_and_columns(store: Store, stor
         on_postgres.setdefault(table, set()).add(column)
     on_sqlite["schema_migrations"] = on_postgres["schema_migrations"] = set()  # applied_at: text there, a time here
     assert on_postgres == on_sqlite
+
+
+async def test_a_nul_from_a_sender_is_stored_not_refused(store: Store) -> None:
+    hostile = Event(
+        id=f"EV{1:024d}",
+        org="default",
+        endpoint="e",
+        source="thena",
+        kind="ticket.created",
+        received_at=1.0,
+        delivery_key="d\x001",
+        title="a\x00b",
+    )
+    (stored,) = await store.add_events([hostile])
+    assert stored.duplicate_of is None
+    (again,) = await store.add_events([msgspec.structs.replace(hostile, id=f"EV{2:024d}")])
+    assert again.duplicate_of == hostile.id  # still idempotent on the same id
+    row = await store.get_event(hostile.id)
+    assert row is not None and row.event.title == "a\x00b"  # the event itself is kept as received
+    assert await store.list_events(10, kind="ticket\x00created") == []

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
 from psycopg.rows import dict_row
+from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import AsyncConnectionPool
 
 from alertbridge import events as ev
@@ -196,6 +198,23 @@ async def _link(conn: Conn, org: str, a: Ref, b: Ref, delivery_id: str, now: flo
     return released
 
 
+class _NulSafeStr(StrDumperUnknown):
+    """PostgreSQL text cannot hold NUL, which SQLite's can and senders may send (a delivery id, a
+    title): it becomes U+FFFD instead of failing the write (and a lookup with it matches nothing).
+    The event as received is kept whole in `data` (bytea); JSON columns carry NUL escaped."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_text(obj))
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
+
+
+async def _configure(conn: Conn) -> None:
+    conn.adapters.register_dumper(str, _NulSafeStr)
+
+
 @dataclass
 class _Waiting:
     rows: list[tuple[Any, ...]]
@@ -254,6 +273,7 @@ class PostgresStore:
             min_size=1,
             max_size=POOL_MAX,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
             open=False,
             name="alertbridge",
         )
@@ -357,12 +377,12 @@ class PostgresStore:
         rows = [
             (
                 e.id,
-                e.org,
-                e.endpoint,
-                e.source,
-                e.kind,
-                e.delivery_key,
-                e.subject.id if e.subject else None,
+                _text(e.org),
+                _text(e.endpoint),
+                _text(e.source),
+                _text(e.kind),
+                _text(e.delivery_key),  # as stored, so that a redelivery is found by the same key
+                _text(e.subject.id) if e.subject else None,
                 e.received_at,
                 ev.encode(e),
             )
@@ -414,6 +434,8 @@ class PostgresStore:
             cursor = await conn.execute(_FIRST_COPIES, keys)
             for copy in await cursor.fetchall():
                 seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
+            if any(seen[(r[1], r[2], r[5])] == r[0] for r in lost):  # cannot happen; never claim it stored
+                raise StoreUnavailable("an event was neither stored nor found stored")
         if inserted:
             await self._notify(conn, EVENTS_CHANNEL)
         results = []
