@@ -21,11 +21,15 @@ from psycopg import sql
 
 BACKEND = os.environ.get("ALERTBRIDGE_TEST_BACKEND", "sqlite").lower()
 POSTGRES = BACKEND in ("postgres", "postgresql", "pg")
-CANDIDATES = [
-    os.environ.get("ALERTBRIDGE_TEST_PG", ""),
-    "postgresql://postgres@127.0.0.1:5432/postgres",
-    "postgresql://root@127.0.0.1:5432/postgres",
-]
+# A server-level URL (any database the user may connect to; new databases are made beside it).
+CANDIDATES = (
+    [os.environ["ALERTBRIDGE_TEST_PG"]]
+    if os.environ.get("ALERTBRIDGE_TEST_PG")
+    else [
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "postgresql://root@127.0.0.1:5432/postgres",
+    ]
+)
 
 
 def _admin_url() -> str:

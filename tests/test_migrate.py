@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from alertbridge.store import postgres, sqlite
+from alertbridge.store import postgres_schema, sqlite
 
 from .backends import POSTGRES
 from .conftest import EXAMPLES, Server
@@ -33,7 +33,7 @@ def migrate(store: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_migrate_applies_every_version_once_then_nothing(store_url: str, tmp_path: Path) -> None:
     first = migrate(store_url, tmp_path)
     assert first.returncode == 0, first.stderr
-    versions = [v for v, _ in (postgres.MIGRATIONS if store_url.startswith("postgresql") else sqlite.MIGRATIONS)]
+    versions = [v for v, _ in (postgres_schema.MIGRATIONS if store_url.startswith("postgresql") else sqlite.MIGRATIONS)]
     assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 9
     for version in versions:
         assert f"│ {version} " in first.stdout

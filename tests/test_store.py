@@ -4,7 +4,9 @@ commit, claims, ordering, leases, replay, and what changes when several replicas
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import msgspec
 import pytest
 
 from alertbridge.events import Event
@@ -223,6 +225,9 @@ async def test_other_replicas_are_woken_by_notifications(store_url: str, store: 
     await listener.open()
     try:
         await asyncio.wait_for(listener.listening.wait(), 10)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.1)
+        assert woken == ["events", "deliveries"]  # once on connecting, for anything missed meanwhile
+        woken.clear()
         await store.add_events([event(1)])
         await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
         for _ in range(100):
@@ -269,3 +274,70 @@ async def test_objects_made_through_the_api_are_kept_per_org_kind_and_name(store
     assert await store.delete_object("acme", "target", "agent") is True
     assert await store.delete_object("acme", "target", "agent") is False
     assert [o.org for o in await store.objects("target")] == ["globex"]
+
+
+@only_postgres
+async def test_a_replica_with_a_stable_name_takes_back_its_own_claims_only(store_url: str) -> None:
+    from alertbridge.store.postgres import PostgresStore
+
+    first, sibling = PostgresStore(store_url, replica="replica-0"), PostgresStore(store_url, replica="replica-1")
+    await first.open()
+    await sibling.open()
+    await first.add_events([event(1)])
+    await first.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(4)], 0)
+    assert len(await first.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 3
+    assert len(await sibling.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 1
+    await first.close()  # as if killed: its claims stay
+    again = PostgresStore(store_url, replica="replica-0")
+    await again.open()
+    try:
+        assert await again.release_claims(now=2) == 3  # its own, from its previous run; not the sibling's
+        mine = await again.claim_deliveries(now=2, lease=60, limit=10, capacity={})
+        assert len(mine) == 3 and all(d.claim and d.claim.startswith("replica-0:") for d in mine)
+    finally:
+        await again.close()
+        await sibling.close()
+
+
+@only_postgres
+async def test_both_backends_have_the_same_tables_and_columns(store: Store, store_url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    import psycopg
+
+    lite = open_store(f"sqlite:///{tmp_path / 'same.db'}")
+    await lite.migrate()
+    with sqlite3.connect(tmp_path / "same.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        on_sqlite = {
+            t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")} for t in tables if not t.startswith("sqlite_")
+        }
+    with psycopg.connect(store_url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        ).fetchall()
+    on_postgres: dict[str, set[str]] = {}
+    for table, column in columns:
+        on_postgres.setdefault(table, set()).add(column)
+    on_sqlite["schema_migrations"] = on_postgres["schema_migrations"] = set()  # applied_at: text there, a time here
+    assert on_postgres == on_sqlite
+
+
+async def test_a_nul_from_a_sender_is_stored_not_refused(store: Store) -> None:
+    hostile = Event(
+        id=f"EV{1:024d}",
+        org="default",
+        endpoint="e",
+        source="thena",
+        kind="ticket.created",
+        received_at=1.0,
+        delivery_key="d\x001",
+        title="a\x00b",
+    )
+    (stored,) = await store.add_events([hostile])
+    assert stored.duplicate_of is None
+    (again,) = await store.add_events([msgspec.structs.replace(hostile, id=f"EV{2:024d}")])
+    assert again.duplicate_of == hostile.id  # still idempotent on the same id
+    row = await store.get_event(hostile.id)
+    assert row is not None and row.event.title == "a\x00b"  # the event itself is kept as received
+    assert await store.list_events(10, kind="ticket\x00created") == []

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
 from psycopg.rows import dict_row
+from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import AsyncConnectionPool
 
 from alertbridge import events as ev
@@ -63,7 +65,7 @@ from alertbridge.store.base import (
     StoreUnavailable,
     mark_done,
 )
-from alertbridge.store.migrations import summary
+from alertbridge.store.postgres_schema import MIGRATION_LOCK, migrate
 from alertbridge.store.urls import masked, scrub
 
 T = TypeVar("T")
@@ -73,258 +75,10 @@ log = logs.get("alertbridge.store")
 
 EVENTS_CHANNEL = "alertbridge_events"
 DELIVERIES_CHANNEL = "alertbridge_deliveries"
-MIGRATION_LOCK = 0x616C657274  # pg_advisory_lock key: "alert"
 POOL_MAX = 8
 INGRESS_BATCH = 512
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE events (
-            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id text NOT NULL UNIQUE,
-            org text NOT NULL,
-            endpoint text NOT NULL,
-            source text NOT NULL,
-            kind text NOT NULL,
-            delivery_key text NOT NULL,
-            subject_id text,
-            received_at double precision NOT NULL,
-            status text NOT NULL,
-            data bytea NOT NULL,
-            trace json,
-            routed_at double precision,
-            UNIQUE (org, endpoint, delivery_key)
-        );
-        CREATE INDEX events_unrouted ON events (seq) WHERE status = 'received';
-        CREATE TABLE deliveries (
-            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id text NOT NULL UNIQUE,
-            org text NOT NULL,
-            event_id text NOT NULL REFERENCES events (id),
-            route text NOT NULL,
-            target text NOT NULL,
-            action text NOT NULL,
-            fields json NOT NULL,
-            idempotency_key text NOT NULL,
-            order_key text,
-            status text NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            next_attempt_at double precision NOT NULL,
-            claim text,
-            claimed_until double precision,
-            created_at double precision NOT NULL,
-            budget_from double precision NOT NULL,
-            updated_at double precision NOT NULL,
-            last_error text,
-            result json,
-            UNIQUE (org, idempotency_key)
-        );
-        CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
-        CREATE INDEX deliveries_order ON deliveries (order_key, seq) WHERE order_key IS NOT NULL;
-        CREATE INDEX deliveries_event ON deliveries (event_id);
-        CREATE TABLE attempts (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            delivery_id text NOT NULL REFERENCES deliveries (id),
-            number integer NOT NULL,
-            started_at double precision NOT NULL,
-            duration double precision NOT NULL,
-            outcome text NOT NULL,
-            status_code integer,
-            message text NOT NULL
-        );
-        CREATE INDEX attempts_delivery ON attempts (delivery_id, number);
-        """,
-    ),
-    (
-        2,
-        """
-        ALTER TABLE deliveries ADD COLUMN waiting_for json;
-        CREATE INDEX deliveries_waiting ON deliveries (org, created_at) WHERE status = 'waiting';
-        CREATE TABLE links (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            a_system text NOT NULL, a_type text NOT NULL, a_id text NOT NULL,
-            b_system text NOT NULL, b_type text NOT NULL, b_id text NOT NULL,
-            delivery_id text,
-            created_at double precision NOT NULL,
-            UNIQUE (org, a_system, a_type, a_id, b_system, b_type, b_id)
-        );
-        CREATE INDEX links_a ON links (org, a_system, a_type, a_id);
-        CREATE INDEX links_b ON links (org, b_system, b_type, b_id);
-        CREATE TABLE echoes (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            system text NOT NULL, type text NOT NULL, object_id text NOT NULL,
-            change text NOT NULL,
-            delivery_id text NOT NULL,
-            target text NOT NULL,
-            created_at double precision NOT NULL,
-            consumed_by text
-        );
-        CREATE INDEX echoes_open ON echoes (org, system, type, object_id, change) WHERE consumed_by IS NULL;
-        CREATE INDEX echoes_delivery ON echoes (delivery_id);
-        """,
-    ),
-    (
-        3,
-        """
-        CREATE TABLE teams (
-            org text NOT NULL,
-            name text NOT NULL,
-            token_hash text NOT NULL UNIQUE,
-            provisioned integer NOT NULL DEFAULT 1,
-            created_at double precision NOT NULL,
-            PRIMARY KEY (org, name)
-        );
-        CREATE TABLE identifiers (
-            org text NOT NULL,
-            kind text NOT NULL,
-            value text NOT NULL,
-            team text NOT NULL,
-            origin text NOT NULL,
-            created_at double precision NOT NULL,
-            PRIMARY KEY (org, kind, value)
-        );
-        CREATE INDEX identifiers_team ON identifiers (org, team);
-        """,
-    ),
-    (
-        4,
-        """
-        CREATE TABLE api_tokens (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            name text NOT NULL,
-            role text NOT NULL,
-            token_hash text NOT NULL UNIQUE,
-            created_at double precision NOT NULL
-        );
-        CREATE INDEX events_org ON events (org, seq);
-        CREATE INDEX deliveries_org ON deliveries (org, seq);
-        """,
-    ),
-    (
-        5,
-        """
-        ALTER TABLE api_tokens ADD COLUMN user_email text;
-        CREATE TABLE users (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            email text NOT NULL,
-            password_hash text NOT NULL,
-            role text NOT NULL,
-            created_at double precision NOT NULL,
-            UNIQUE (org, email)
-        );
-        CREATE TABLE notifications (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            user_id bigint NOT NULL REFERENCES users (id),
-            key text NOT NULL,
-            title text NOT NULL,
-            body text,
-            link text,
-            data json NOT NULL,
-            event_id text,
-            created_at double precision NOT NULL,
-            updated_at double precision NOT NULL,
-            read_at double precision,
-            UNIQUE (org, user_id, key)
-        );
-        CREATE INDEX notifications_user ON notifications (org, user_id, updated_at);
-        CREATE TABLE incidents (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            org text NOT NULL,
-            key text,
-            data json NOT NULL,
-            created_by text,
-            created_at double precision NOT NULL,
-            updated_at double precision NOT NULL
-        );
-        CREATE UNIQUE INDEX incidents_key ON incidents (org, key) WHERE key IS NOT NULL;
-        """,
-    ),
-    (
-        6,
-        """
-        CREATE TABLE integrations (
-            org text NOT NULL,
-            kind text NOT NULL,
-            config json NOT NULL,
-            updated_at double precision NOT NULL,
-            updated_by text,
-            PRIMARY KEY (org, kind)
-        );
-        """,
-    ),
-    (
-        7,
-        """
-        CREATE TABLE sessions (
-            id_hash text PRIMARY KEY,
-            org text NOT NULL,
-            email text NOT NULL,
-            role text NOT NULL,
-            csrf text NOT NULL,
-            expires_at double precision NOT NULL
-        );
-        """,
-    ),
-    (
-        8,
-        """
-        ALTER TABLE events ADD COLUMN claim text;
-        ALTER TABLE events ADD COLUMN claimed_until double precision;
-        CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE status = 'in_flight';
-        """,
-    ),
-    (
-        9,
-        # Endpoints and targets made through the admin API (the file's are not stored).
-        """
-        CREATE TABLE objects (
-            org text NOT NULL,
-            kind text NOT NULL,
-            name text NOT NULL,
-            config json NOT NULL,
-            created_at double precision NOT NULL,
-            updated_at double precision NOT NULL,
-            updated_by text,
-            PRIMARY KEY (org, kind, name)
-        );
-        """,
-    ),
-]
-
-
-async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[tuple[int, str]]:
-    """Apply the migrations this database has not seen, one transaction each, under an advisory
-    lock held for the whole run so that replicas starting together do not race; returns
-    (version, summary) of each one applied."""
-    await conn.set_autocommit(True)
-    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-    try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations"
-            " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        cursor = await conn.execute("SELECT version FROM schema_migrations")
-        done = {row[0] for row in await cursor.fetchall()}
-        applied = []
-        for version, sql in MIGRATIONS:
-            if version in done:
-                continue
-            async with conn.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-            applied.append((version, summary(sql)))
-        return applied
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+TEAMS_LOCK = MIGRATION_LOCK + 1  # replicas provisioning teams and claims take turns
+RETRIES = 3  # runs of a transaction PostgreSQL rolled back to break a deadlock
 
 
 def _delivery(row: Mapping[str, Any]) -> Delivery:
@@ -445,6 +199,23 @@ async def _link(conn: Conn, org: str, a: Ref, b: Ref, delivery_id: str, now: flo
     return released
 
 
+class _NulSafeStr(StrDumperUnknown):
+    """PostgreSQL text cannot hold NUL, which SQLite's can and senders may send (a delivery id, a
+    title): it becomes U+FFFD instead of failing the write (and a lookup with it matches nothing).
+    The event as received is kept whole in `data` (bytea); JSON columns carry NUL escaped."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_text(obj))
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
+
+
+async def _configure(conn: Conn) -> None:
+    conn.adapters.register_dumper(str, _NulSafeStr)
+
+
 @dataclass
 class _Waiting:
     rows: list[tuple[Any, ...]]
@@ -503,6 +274,7 @@ class PostgresStore:
             min_size=1,
             max_size=POOL_MAX,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
             open=False,
             name="alertbridge",
         )
@@ -534,14 +306,24 @@ class PostgresStore:
         await self._run(lambda conn: conn.execute("SELECT 1"))
 
     async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        """`work` on a pooled connection, in one transaction; a database that is down is StoreUnavailable."""
+        """`work` on a pooled connection, in one transaction; a database that is down is StoreUnavailable.
+
+        A transaction PostgreSQL rolled back to break a deadlock (two replicas' writes taking the
+        same rows in other orders) is run again: `work` is only ever a transaction's body.
+        """
         if self._pool is None:
             raise StoreUnavailable("the store is not open")
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                return await work(conn)
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise StoreUnavailable(f"the database did not answer: {scrub(str(exc), self.url)}") from None
+        for attempt in range(RETRIES):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await work(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"the database did not answer: {scrub(str(exc), self.url)}") from None
+        raise AssertionError("unreachable")
 
     async def _all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
         async def read(conn: Conn) -> list[dict[str, Any]]:
@@ -574,6 +356,9 @@ class PostgresStore:
                     for channel in channels:
                         await conn.execute(f"LISTEN {channel}")
                     self.listening.set()
+                    for callback in channels.values():  # whatever was notified while no one listened
+                        if callback is not None:
+                            callback()
                     async for note in conn.notifies():
                         callback = channels.get(note.channel)
                         if callback is not None and note.payload != self.token:
@@ -593,12 +378,12 @@ class PostgresStore:
         rows = [
             (
                 e.id,
-                e.org,
-                e.endpoint,
-                e.source,
-                e.kind,
-                e.delivery_key,
-                e.subject.id if e.subject else None,
+                _text(e.org),
+                _text(e.endpoint),
+                _text(e.source),
+                _text(e.kind),
+                _text(e.delivery_key),  # as stored, so that a redelivery is found by the same key
+                _text(e.subject.id) if e.subject else None,
                 e.received_at,
                 ev.encode(e),
             )
@@ -616,7 +401,7 @@ class PostgresStore:
             while len(batch) < INGRESS_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._insert_batch(batch)
+                results = await self._run(lambda conn: self._insert(conn, batch))  # noqa: B023
             except Exception as exc:
                 failure = StoreUnavailable(f"the database did not take the write: {scrub(str(exc), self.url)}")
                 for waiting in batch:
@@ -628,15 +413,6 @@ class PostgresStore:
             for waiting, stored in zip(batch, results, strict=True):
                 if not waiting.future.done():
                     waiting.future.set_result(stored)
-
-    async def _insert_batch(self, batch: list[_Waiting]) -> list[list[Stored]]:
-        for attempt in range(3):
-            try:
-                return await self._run(lambda conn: self._insert(conn, batch))
-            except psycopg.errors.DeadlockDetected:  # two replicas' batches took the same keys in other orders
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     async def _insert(self, conn: Conn, batch: list[_Waiting]) -> list[list[Stored]]:
         """Every waiting request's events in one statement; redeliveries point at the first copy."""
@@ -659,6 +435,8 @@ class PostgresStore:
             cursor = await conn.execute(_FIRST_COPIES, keys)
             for copy in await cursor.fetchall():
                 seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
+            if any(seen[(r[1], r[2], r[5])] == r[0] for r in lost):  # cannot happen; never claim it stored
+                raise StoreUnavailable("an event was neither stored nor found stored")
         if inserted:
             await self._notify(conn, EVENTS_CHANNEL)
         results = []
@@ -893,7 +671,7 @@ class PostgresStore:
 
         async def write(conn: Conn) -> list[str]:
             # Replicas starting together provision the same file: one at a time.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (TEAMS_LOCK,))
             for org, name, token_hash in teams:
                 await conn.execute(
                     "INSERT INTO teams (org, name, token_hash, provisioned, created_at) VALUES (%s, %s, %s, 1, %s)"
@@ -938,7 +716,7 @@ class PostgresStore:
         and return the conflicts as (kind, value, owner)."""
 
         async def write(conn: Conn) -> list[tuple[str, str, str]]:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (TEAMS_LOCK,))
             conflicts = []
             for kind, values in claims.items():
                 for value in values:
