@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from .backends import POSTGRES
 from .conftest import Server, wait_until
 from .fakes.agent import FakeAgent
 
@@ -264,3 +265,29 @@ def test_a_changed_secret_key_leaves_the_object_out_and_the_server_up(server: Se
     shown = server.client.get("/api/v1/endpoints/hook-a", headers=acme).json()
     assert shown["settings"]["token"] == "••••"  # still listed, so it can be fixed or deleted
     assert server.client.delete("/api/v1/endpoints/hook-a", headers=acme).status_code == 204
+
+
+@pytest.mark.skipif(not POSTGRES, reason="replicas share a PostgreSQL database; SQLite serves one process")
+def test_made_through_one_replica_live_on_the_other(server_factory: Callable[..., Server], agent: FakeAgent) -> None:
+    """Behind a load balancer the next webhook may reach any replica: what one saves, all serve."""
+    env = {"PD_KEY": "R" * 32, "ALERTBRIDGE_SECRET_KEY": SECRET_KEY}
+    first, second = server_factory(CONFIG, env), server_factory(CONFIG, env)
+    acme = token(first, "acme")
+    assert first.client.post("/api/v1/targets", json=forward_target(agent), headers=acme).status_code == 201
+    assert first.client.post("/api/v1/endpoints", json=hook(), headers=acme).status_code == 201
+
+    # The other replica takes the webhook on the new path and forwards it through the new target.
+    wait_until(
+        lambda: second.post(f"/hooks/a?token={HOOK_TOKEN}", alert(1)).status_code == 200, 10, "the endpoint there"
+    )
+    wait_until(lambda: agent.forwards, 15, "the forward")
+    assert agent.verified == [True]
+    assert "object_applied_from_elsewhere" in second.logs()
+
+    # Moved and then removed on the first: the second follows.
+    moved = first.client.put("/api/v1/endpoints/hook-a", json={**hook("/hooks/b")}, headers=acme)
+    assert moved.status_code == 200, moved.text
+    wait_until(lambda: second.post(f"/hooks/b?token={HOOK_TOKEN}", alert(2)).status_code == 200, 10, "the new path")
+    assert second.post(f"/hooks/a?token={HOOK_TOKEN}", alert(3)).status_code == 404
+    assert first.client.delete("/api/v1/endpoints/hook-a", headers=acme).status_code == 204
+    wait_until(lambda: second.post(f"/hooks/b?token={HOOK_TOKEN}", alert(4)).status_code == 404, 10, "gone there")

@@ -89,9 +89,32 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         teams=teams,
         lease=config.routing.lease,
     )
-    # Other replicas' commits wake this one's router and dispatcher (PostgreSQL's LISTEN/NOTIFY).
-    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake)
     tasks: list[asyncio.Task[None]] = []
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def apply_integrations() -> None:
+        for org, kind, saved in await store.integrations():
+            if kind == "pagerduty":
+                try:
+                    apply_integration(live[0].endpoints, org, saved, vault)
+                except VaultUnavailable as exc:
+                    log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
+
+    async def reload_config() -> None:
+        try:
+            await objects.sync()
+            await apply_integrations()
+        except Exception as exc:  # the store hiccuped: the next change, or a restart, brings it in
+            log.error("config_reload_failed", error=str(exc))
+
+    def config_changed() -> None:
+        task = asyncio.get_running_loop().create_task(reload_config())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    # Other replicas' commits wake this one's router and dispatcher, and what they saved through the
+    # API (endpoints, targets, integrations) goes live here too (PostgreSQL's LISTEN/NOTIFY).
+    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake, on_config=config_changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,12 +123,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             overridden = await store.provision_teams(*teams.provisioning(), services.clock())
             for claim in overridden:
                 log.warning("claim_overridden", claim=claim, note="the configuration file decides")
-        for org, kind, saved in await store.integrations():
-            if kind == "pagerduty":
-                try:
-                    apply_integration(live[0].endpoints, org, saved, vault)
-                except VaultUnavailable as exc:
-                    log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
+        await apply_integrations()
         await objects.load()
         released = await store.release_claims(services.clock())
         if released:

@@ -95,6 +95,7 @@ class Objects:
         self.live = live
         self.clock = clock
         self.lock = asyncio.Lock()  # check, save and apply as one step: no two objects of one name
+        self._applied: dict[tuple[str, str, str], float] = {}  # (kind, org, name) live here → its updated_at
 
     # ---- views
 
@@ -223,6 +224,7 @@ class Objects:
             now = self.clock()
             await self.store.save_object(org, kind, item.name, stored, now, by)
             self._apply(org, item)
+            self._applied[(kind, org, item.name)] = now
             log.info("object_saved", org=org, kind=kind, name=item.name, by=by, created=previous is None)
             saved = SavedObject(org, kind, item.name, stored, previous.created_at if previous else now, now, by)
             return self._view(saved)
@@ -237,6 +239,7 @@ class Objects:
             else:
                 self.live.remove_target(name)
             await self.store.delete_object(org, kind, name)
+            self._applied.pop((kind, org, name), None)
             log.info("object_deleted", org=org, kind=kind, name=name, by=by)
 
     async def _not_referred(self, org: str, name: str) -> None:
@@ -254,25 +257,45 @@ class Objects:
     async def load(self) -> int:
         """At start-up: put every saved object live (targets first). One that cannot be (the file has
         taken its name or path since, the secret key changed) is logged and left out, not fatal."""
-        applied = 0
         saved = await self.store.objects()
-        for obj in sorted(saved, key=lambda s: s.kind != "target"):
-            kind: Kind = "endpoint" if obj.kind == "endpoint" else "target"
-            why = None
-            filed_path = obj.kind == "endpoint" and obj.config.get("path") in {e.path for e in self.config.endpoints}
-            if obj.name in self._provisioned(kind) or filed_path:
-                why = "the configuration file has an object of that name or path now; the file decides"
-            else:
-                try:
-                    known = await self._known_targets(obj.org) if obj.kind == "target" else ()
-                    _, item, _ = check(kind, opened(obj.config, self.vault), obj.org, self.config, known)
-                    self._apply(obj.org, item)
-                    applied += 1
-                except (Rejected, VaultUnavailable) as exc:
-                    why = getattr(exc, "message", str(exc))
-            if why:
-                log.error("object_not_applied", org=obj.org, kind=obj.kind, name=obj.name, reason=why)
-        return applied
+        return sum([await self._put(obj) for obj in sorted(saved, key=lambda s: s.kind != "target")])
+
+    async def sync(self) -> None:
+        """Another replica saved or deleted objects: make what is live here match the store. Only
+        what changed is applied again (a target's transport is made anew when it is)."""
+        async with self.lock:
+            saved = {(o.kind, o.org, o.name): o for o in await self.store.objects()}
+            for key in [k for k in self._applied if k not in saved]:
+                kind, _, name = key
+                if kind == "endpoint":
+                    self.live.remove_endpoint(name)
+                else:
+                    self.live.remove_target(name)
+                del self._applied[key]
+                log.info("object_removed_elsewhere", kind=kind, name=name)
+            changed = [o for key, o in saved.items() if self._applied.get(key) != o.updated_at]
+            for obj in sorted(changed, key=lambda s: s.kind != "target"):
+                if await self._put(obj):
+                    log.info("object_applied_from_elsewhere", org=obj.org, kind=obj.kind, name=obj.name)
+
+    async def _put(self, obj: SavedObject) -> int:
+        """Put one saved object live: 1 if it is, 0 (and why, in the log) if it cannot be."""
+        kind: Kind = "endpoint" if obj.kind == "endpoint" else "target"
+        why = None
+        filed_path = obj.kind == "endpoint" and obj.config.get("path") in {e.path for e in self.config.endpoints}
+        if obj.name in self._provisioned(kind) or filed_path:
+            why = "the configuration file has an object of that name or path now; the file decides"
+        else:
+            try:
+                known = await self._known_targets(obj.org) if obj.kind == "target" else ()
+                _, item, _ = check(kind, opened(obj.config, self.vault), obj.org, self.config, known)
+                self._apply(obj.org, item)
+                self._applied[(obj.kind, obj.org, obj.name)] = obj.updated_at
+                return 1
+            except (Rejected, VaultUnavailable) as exc:
+                why = getattr(exc, "message", str(exc))
+        log.error("object_not_applied", org=obj.org, kind=obj.kind, name=obj.name, reason=why)
+        return 0
 
 
 def object_routes(principal: Callable[..., Awaitable[Any]], objects: Objects) -> APIRouter:

@@ -153,8 +153,14 @@ class Store(Protocol):
     # Apply the migrations the database has not seen (open does it too): (version, summary) applied.
     async def migrate(self) -> list[tuple[int, str]]: ...
     # Wake-ups from other replicas sharing the database: events stored (routers), deliveries due
-    # (dispatchers). Called before open; a backend that serves one process does nothing.
-    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None: ...
+    # (dispatchers), endpoints, targets or integrations saved through the API (`on_config`). Called
+    # before open; a backend that serves one process does nothing.
+    def subscribe(
+        self,
+        on_events: Callable[[], None],
+        on_deliveries: Callable[[], None],
+        on_config: Callable[[], None] | None = None,
+    ) -> None: ...
 
     # ingress
     async def add_events(self, events: Sequence[Event]) -> list[Stored]: ...

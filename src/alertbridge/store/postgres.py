@@ -75,6 +75,7 @@ log = logs.get("alertbridge.store")
 
 EVENTS_CHANNEL = "alertbridge_events"
 DELIVERIES_CHANNEL = "alertbridge_deliveries"
+CONFIG_CHANNEL = "alertbridge_config"  # endpoints, targets or integrations saved through the API
 POOL_MAX = 8
 INGRESS_BATCH = 512
 TEAMS_LOCK = MIGRATION_LOCK + 1  # replicas provisioning teams and claims take turns
@@ -247,6 +248,7 @@ class PostgresStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_events: Callable[[], None] | None = None
         self._on_deliveries: Callable[[], None] | None = None
+        self._on_config: Callable[[], None] | None = None
         self.commits = 0  # ingress transactions; jobs / commits is the group-commit batch size
         self.jobs_done = 0
         self.listening = asyncio.Event()
@@ -256,9 +258,15 @@ class PostgresStore:
 
     # ---- lifecycle
 
-    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
-        """Be told when another replica stored events or wrote due deliveries (LISTEN/NOTIFY)."""
-        self._on_events, self._on_deliveries = on_events, on_deliveries
+    def subscribe(
+        self,
+        on_events: Callable[[], None],
+        on_deliveries: Callable[[], None],
+        on_config: Callable[[], None] | None = None,
+    ) -> None:
+        """Be told when another replica stored events, wrote due deliveries or saved configuration
+        through the API (LISTEN/NOTIFY)."""
+        self._on_events, self._on_deliveries, self._on_config = on_events, on_deliveries, on_config
 
     async def migrate(self) -> list[tuple[int, str]]:
         try:
@@ -286,7 +294,7 @@ class PostgresStore:
         self._pool = pool
         self._queue = asyncio.Queue()
         self._tasks.append(asyncio.create_task(self._ingress_writer(), name="pg-ingress"))
-        if self._on_events is not None or self._on_deliveries is not None:
+        if any(c is not None for c in (self._on_events, self._on_deliveries, self._on_config)):
             self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
 
     async def close(self) -> None:
@@ -336,9 +344,13 @@ class PostgresStore:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    async def _exec(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    async def _exec(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), notify: str | None = None) -> int:
+        """One statement in its own transaction; `notify` names a channel told when it commits."""
+
         async def write(conn: Conn) -> int:
             cursor = await conn.execute(sql, params)
+            if notify is not None:
+                await self._notify(conn, notify)
             return cursor.rowcount
 
         return await self._run(write)
@@ -349,7 +361,11 @@ class PostgresStore:
 
     async def _listen(self) -> None:
         """One connection per replica that LISTENs and wakes the router or dispatcher; reconnects."""
-        channels = {EVENTS_CHANNEL: self._on_events, DELIVERIES_CHANNEL: self._on_deliveries}
+        channels = {
+            EVENTS_CHANNEL: self._on_events,
+            DELIVERIES_CHANNEL: self._on_deliveries,
+            CONFIG_CHANNEL: self._on_config,
+        }
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -979,6 +995,7 @@ class PostgresStore:
             " ON CONFLICT (org, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at,"
             " updated_by = excluded.updated_by",
             (org, kind, json.dumps(dict(config)), now, by),
+            notify=CONFIG_CHANNEL,
         )
 
     async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -995,6 +1012,7 @@ class PostgresStore:
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org, kind, name) DO UPDATE SET config = excluded.config,"
             " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             (org, kind, name, json.dumps(dict(config)), now, now, by),
+            notify=CONFIG_CHANNEL,
         )
 
     async def objects(self, kind: str | None = None) -> list[SavedObject]:
@@ -1010,7 +1028,10 @@ class PostgresStore:
         ]
 
     async def delete_object(self, org: str, kind: str, name: str) -> bool:
-        return await self._exec("DELETE FROM objects WHERE org = %s AND kind = %s AND name = %s", (org, kind, name)) > 0
+        deleted = await self._exec(
+            "DELETE FROM objects WHERE org = %s AND kind = %s AND name = %s", (org, kind, name), notify=CONFIG_CHANNEL
+        )
+        return deleted > 0
 
     # ---- the inbox
 

@@ -598,7 +598,12 @@ class SQLiteStore:
 
     # ---- lifecycle
 
-    def subscribe(self, on_events: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        on_events: Callable[[], None],
+        on_deliveries: Callable[[], None],
+        on_config: Callable[[], None] | None = None,
+    ) -> None:
         """Nothing to do: one process writes this file, and it wakes its own router and dispatcher."""
 
     async def migrate(self) -> list[tuple[int, str]]:
