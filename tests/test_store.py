@@ -341,3 +341,17 @@ async def test_a_nul_from_a_sender_is_stored_not_refused(store: Store) -> None:
     row = await store.get_event(hostile.id)
     assert row is not None and row.event.title == "a\x00b"  # the event itself is kept as received
     assert await store.list_events(10, kind="ticket\x00created") == []
+
+
+async def test_order_follows_the_events_even_when_a_later_events_deliveries_were_written_first(store: Store) -> None:
+    """One replica's concurrent transactions (or two replicas) may record a later event's decision
+    first; what is sent first for one object is still what happened first."""
+    await store.add_events([event(1), event(2)])
+    await store.record_decision(event(2).id, "routed", [], [delivery(20, event(2).id, order="alert:A")], 0)
+    await store.record_decision(event(1).id, "routed", [], [delivery(10, event(1).id, order="alert:A")], 0)
+    first = await store.claim_deliveries(now=1, lease=60, limit=10, capacity={})
+    assert [d.id for d in first] == [delivery(10, event(1).id).id]
+    done = AttemptResult("delivered", 0, None)
+    await store.record_attempt(first[0], Attempt(first[0].id, 1, 1, 0.01, "success", 202, "ok"), done)
+    second = await store.claim_deliveries(now=2, lease=60, limit=10, capacity={})
+    assert [d.id for d in second] == [delivery(20, event(2).id).id]

@@ -743,7 +743,10 @@ class SQLiteStore:
                 " WHERE ((d.status = 'pending' AND d.next_attempt_at <= :now)"
                 "     OR (d.status = 'in_flight' AND d.claimed_until <= :now))"
                 "   AND (d.order_key IS NULL OR NOT EXISTS ("
-                "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key AND p.seq < d.seq"
+                # Earlier means of an earlier event (then made earlier): replicas, or one replica's
+                # concurrent transactions, may write a later event's deliveries first.
+                "     SELECT 1 FROM deliveries p JOIN events pe ON pe.id = p.event_id"
+                "     WHERE p.order_key = d.order_key AND (pe.seq < e.seq OR (pe.seq = e.seq AND p.seq < d.seq))"
                 "       AND p.status IN ('pending', 'in_flight', 'waiting')))"
                 " ORDER BY d.next_attempt_at, d.seq LIMIT :scan",
                 {"now": now, "scan": max(limit * 4, 64)},
