@@ -238,7 +238,13 @@ def test_agent_down_then_back_and_down_for_good(
     try:
         # Down, then back before the retries run out: delivered once, nobody told in Slack.
         assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-1")).status_code == 200
-        wait_until(lambda: any(d["attempts"] >= 1 for d in server.deliveries()), 10, "a failed attempt")
+        # Watched on /metrics, not with `deliveries list`: the three attempts take about a second, which
+        # a CLI process can take to start on a busy machine, and the agent must be back before the last.
+        wait_until(
+            lambda: server.metric("alertbridge_delivery_attempts_total", target="agent", outcome="retry") >= 1,
+            10,
+            "a failed attempt",
+        )
         agent.start()
         wait_until(lambda: server.deliveries("delivered"), 15, "delivered once the agent is back")
         assert len(agent.forwards) == 1 and slack.messages == []

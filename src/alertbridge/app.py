@@ -58,6 +58,7 @@ def build_endpoints(config: Config, clock: Callable[[], float]) -> dict[str, End
 def create_app(config: Config, services: Services | None = None, store: Store | None = None) -> Ingress:
     services = services or Services()
     url = store_url(config.store)
+    described = masked(url) if store is None else type(store).__name__  # for the log: never a password
     store = store or open_store(url)
     metrics = Metrics()
     rules = compile_rules(config)
@@ -140,7 +141,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             endpoints=sorted(live[0].endpoints),
             targets=sorted(targets),
             routes=len(rules.routes),
-            store=masked(url),
+            store=described,
         )
         try:
             yield
