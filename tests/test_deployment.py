@@ -33,6 +33,8 @@ def test_two_replicas_on_postgresql_with_readiness_probes() -> None:
         assert env["ALERTBRIDGE_STORE"].startswith("postgresql://") and "@postgres:5432/" in env["ALERTBRIDGE_STORE"]
         assert "/readyz" in " ".join(service["healthcheck"]["test"])
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    names = [service["environment"]["ALERTBRIDGE_REPLICA"] for service in serving.values()]
+    assert len(set(names)) == len(names)  # a stable name is unique among live replicas
     assert services["migrate"]["command"] == ["migrate"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
