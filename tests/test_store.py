@@ -11,7 +11,7 @@ import pytest
 
 from alertbridge.events import Event
 from alertbridge.store import Store, open_store
-from alertbridge.store.base import Attempt, AttemptResult, NewDelivery
+from alertbridge.store.base import Attempt, AttemptResult, Decided, NewDelivery
 
 from .backends import POSTGRES
 
@@ -73,12 +73,45 @@ def delivery(
     )
 
 
+async def decide(
+    store: Store, event_id: str, status: str, trace: list[dict], deliveries: list[NewDelivery], now: float
+) -> list[str | None]:
+    """One event's decision, recorded as a routing batch of one."""
+    return (await store.record_decisions([Decided(event_id, status, trace, deliveries)], now))[0]
+
+
 async def test_events_are_idempotent_on_their_delivery_key(store: Store) -> None:
     first = await store.add_events([event(1, "same")])
     again = await store.add_events([event(2, "same")])
     assert first[0].duplicate_of is None
     assert again[0].duplicate_of == event(1).id
     assert [e.id for e in await store.unrouted_events(10)] == [event(1).id]
+
+
+async def test_a_routing_batch_is_recorded_whole_with_keys_used_once(store: Store) -> None:
+    await store.add_events([event(i) for i in range(1, 5)])
+    await decide(store, event(1).id, "routed", [], [delivery(1, event(1).id, key="before")], 0)
+    trace = [{"route": "r", "actions": [{"delivery": delivery(n, "").id} for n in (30, 31)]}]
+    batch = [
+        Decided(event(2).id, "routed", [], [delivery(20, event(2).id, key="new"), delivery(21, event(2).id)]),
+        Decided(
+            event(3).id,
+            "routed",
+            trace,
+            [delivery(30, event(3).id, key="new"), delivery(31, event(3).id, key="before")],
+        ),
+        Decided(event(4).id, "unmatched", [{"route": "r", "matched": False}], []),
+    ]
+    results = await store.record_decisions(batch, 5)
+    assert results == [[None, None], [delivery(20, "").id, delivery(1, "").id], []]
+    assert await store.unrouted_events(10, 6) == []
+    third = await store.get_event(event(3).id)
+    assert third is not None and third.routed_at == 5
+    assert [a["delivery"] for a in third.trace[0]["actions"]] == [delivery(20, "").id, delivery(1, "").id]
+    unmatched = await store.get_event(event(4).id)
+    assert unmatched is not None and unmatched.status == "unmatched"
+    due = await store.claim_deliveries(10, 30, 10, {})
+    assert [d.id for d in due] == [delivery(n, "").id for n in (1, 20, 21)]  # in the order asked for
 
 
 async def test_concurrent_writes_share_commits(store: Store) -> None:
@@ -93,9 +126,9 @@ async def test_concurrent_writes_share_commits(store: Store) -> None:
 
 async def test_delivery_keys_are_unique_and_routing_twice_adds_nothing(store: Store) -> None:
     await store.add_events([event(1), event(2)])
-    assert await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id, key="once")], 0) == [None]
+    assert await decide(store, event(1).id, "routed", [], [delivery(1, event(1).id, key="once")], 0) == [None]
     trace = [{"route": "r", "actions": [{"delivery": delivery(2, event(2).id).id}]}]
-    existing = await store.record_decision(event(2).id, "routed", trace, [delivery(2, event(2).id, key="once")], 0)
+    existing = await decide(store, event(2).id, "routed", trace, [delivery(2, event(2).id, key="once")], 0)
     assert existing == [delivery(1, event(1).id).id]
     shown = await store.get_event(event(2).id)
     assert shown is not None and shown.trace is not None
@@ -107,7 +140,7 @@ async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(sto
     await store.add_events([event(1)])
     first, second = delivery(1, event(1).id, order="t:x", key="a"), delivery(2, event(1).id, order="t:x", key="b")
     other = delivery(3, event(1).id, order="t:y", key="c")
-    await store.record_decision(event(1).id, "routed", [], [first, second, other], 0)
+    await decide(store, event(1).id, "routed", [], [first, second, other], 0)
     claimed = await store.claim_deliveries(now=1, lease=1000, limit=10, capacity={})
     assert {d.id for d in claimed} == {first.id, other.id}
     one = next(d for d in claimed if d.id == first.id)
@@ -126,7 +159,7 @@ async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(sto
 
 async def test_capacity_and_leases(store: Store) -> None:
     await store.add_events([event(1)])
-    await store.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(5)], 0)
+    await decide(store, event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(5)], 0)
     claimed = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={"t": 2})
     assert len(claimed) == 2
     assert len(await store.claim_deliveries(now=2, lease=10, limit=10, capacity={"t": 0})) == 0
@@ -145,7 +178,7 @@ async def test_capacity_and_leases(store: Store) -> None:
 
 async def test_replay_makes_dead_deliveries_due_with_a_fresh_budget(store: Store) -> None:
     await store.add_events([event(1)])
-    await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+    await decide(store, event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
     (d,) = await store.claim_deliveries(now=1, lease=10, limit=10, capacity={})
     await store.record_attempt(d, Attempt(d.id, 1, 1, 0.1, "permanent", 400, "bad"), AttemptResult("dead", 1, "bad"))
     assert await store.replay([event(1).id], now=50) == [d.id]
@@ -159,7 +192,7 @@ async def test_a_restart_releases_claims_left_in_flight(store_url: str) -> None:
     first = open_store(store_url)
     await first.open()
     await first.add_events([event(1)])
-    await first.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+    await decide(first, event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
     assert len(await first.claim_deliveries(now=1, lease=3600, limit=10, capacity={})) == 1
     await first.close()
     second = open_store(store_url)
@@ -192,7 +225,7 @@ async def test_the_same_delivery_id_at_two_replicas_at_once_is_stored_once(store
 
 async def test_two_replicas_claiming_at_once_share_out_the_deliveries(store: Store, replica: Store) -> None:
     await store.add_events([event(1)])
-    await store.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(60)], 0)
+    await decide(store, event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(60)], 0)
     ids: list[str] = []
     for _ in range(20):  # rounds of claims at the same moment, until nothing is left
         claims = await asyncio.gather(
@@ -213,7 +246,7 @@ async def test_an_event_being_routed_is_left_to_its_replica_until_the_lease_ends
     # The first replica died: after the lease, the other routes the events.
     taken = await replica.unrouted_events(10, now=131, lease=30)
     assert [e.id for e in taken] == [event(1).id, event(2).id]
-    await replica.record_decision(event(1).id, "routed", [], [], 131)
+    await decide(replica, event(1).id, "routed", [], [], 131)
     assert [e.id for e in await replica.unrouted_events(10, now=132, lease=30)] == [event(2).id]
 
 
@@ -229,7 +262,7 @@ async def test_other_replicas_are_woken_by_notifications(store_url: str, store: 
         assert woken == ["events", "deliveries"]  # once on connecting, for anything missed meanwhile
         woken.clear()
         await store.add_events([event(1)])
-        await store.record_decision(event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
+        await decide(store, event(1).id, "routed", [], [delivery(1, event(1).id)], 0)
         for _ in range(100):
             if woken == ["events", "deliveries"]:
                 break
@@ -284,7 +317,7 @@ async def test_a_replica_with_a_stable_name_takes_back_its_own_claims_only(store
     await first.open()
     await sibling.open()
     await first.add_events([event(1)])
-    await first.record_decision(event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(4)], 0)
+    await decide(first, event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(4)], 0)
     assert len(await first.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 3
     assert len(await sibling.claim_deliveries(now=1, lease=3600, limit=3, capacity={})) == 1
     await first.close()  # as if killed: its claims stay
@@ -347,8 +380,8 @@ async def test_order_follows_the_events_even_when_a_later_events_deliveries_were
     """One replica's concurrent transactions (or two replicas) may record a later event's decision
     first; what is sent first for one object is still what happened first."""
     await store.add_events([event(1), event(2)])
-    await store.record_decision(event(2).id, "routed", [], [delivery(20, event(2).id, order="alert:A")], 0)
-    await store.record_decision(event(1).id, "routed", [], [delivery(10, event(1).id, order="alert:A")], 0)
+    await decide(store, event(2).id, "routed", [], [delivery(20, event(2).id, order="alert:A")], 0)
+    await decide(store, event(1).id, "routed", [], [delivery(10, event(1).id, order="alert:A")], 0)
     first = await store.claim_deliveries(now=1, lease=60, limit=10, capacity={})
     assert [d.id for d in first] == [delivery(10, event(1).id).id]
     done = AttemptResult("delivered", 0, None)

@@ -4,8 +4,8 @@ It wakes when ingress commits (or, on PostgreSQL, when another replica's ingress
 at the store every half second anyway, so events stored by another process (`alertbridge send`)
 or left over from a crash are routed too. Events are claimed for a lease while they are routed,
 so replicas sharing a database do not route the same event at once.
-Deciding and recording happen in one transaction per event; routing the same event twice
-(a crash in between) writes nothing new because delivery keys are unique.
+A batch's decisions are recorded in one transaction; routing the same event twice (a crash in
+between) writes nothing new because delivery keys are unique.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.teams import TeamDirectory
-from alertbridge.store.base import Store
+from alertbridge.store.base import Decided, Store
 from alertbridge.targets import ConfiguredTarget
 
 log = logs.get("alertbridge.router")
@@ -107,11 +107,8 @@ class Router:
             if decision is None:
                 decision = await self._decide(event)
             writes.append((event, decision, echo_id))
-        results = await asyncio.gather(
-            *(
-                self.store.record_decision(e.id, d.status, d.trace, d.deliveries, self.clock(), echo_id)
-                for e, d, echo_id in writes
-            )
+        results = await self.store.record_decisions(
+            [Decided(e.id, d.status, d.trace, d.deliveries, echo_id) for e, d, echo_id in writes], self.clock()
         )
         created = 0
         for (event, decision, _), existing in zip(writes, results, strict=True):

@@ -17,6 +17,17 @@ from alertbridge.ids import new_id
 
 
 @dataclass(frozen=True)
+class Decided:
+    """What the router decided for one event, to be recorded with the deliveries it asks for."""
+
+    event_id: str
+    status: str
+    trace: list[dict[str, Any]]
+    deliveries: Sequence[NewDelivery]
+    echo_id: int | None = None  # the expected echo this event turned out to be
+
+
+@dataclass(frozen=True)
 class NewDelivery:
     """A delivery the router (or a follow-up) asks for; the store gives it its state."""
 
@@ -168,15 +179,8 @@ class Store(Protocol):
     # router: claims up to `limit` events for `lease` seconds (from `now`), so that two replicas do
     # not route the same event at once; a replica that dies leaves them to the next after the lease.
     async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]: ...
-    async def record_decision(
-        self,
-        event_id: str,
-        status: str,
-        trace: list[dict[str, Any]],
-        deliveries: Sequence[NewDelivery],
-        now: float,
-        echo_id: int | None = None,
-    ) -> list[str | None]: ...
+    # One transaction for a routing batch: either every decision is recorded or none is.
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]: ...
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
     async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None: ...
 

@@ -231,6 +231,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        10,
+        # A delivery's place in the send order is (its event's seq, its own seq): kept on the row, an
+        # earlier unfinished delivery of the same order key is one index probe, not a join per row.
+        """
+        ALTER TABLE deliveries ADD COLUMN event_seq bigint;
+        UPDATE deliveries SET event_seq = (SELECT seq FROM events WHERE events.id = deliveries.event_id);
+        DROP INDEX deliveries_order;
+        CREATE INDEX deliveries_unfinished ON deliveries (order_key, event_seq, seq)
+            WHERE order_key IS NOT NULL AND status IN ('pending', 'in_flight', 'waiting');
+        CREATE INDEX deliveries_pending ON deliveries (next_attempt_at, seq) WHERE status = 'pending';
+        """,
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ from alertbridge.events import Event
 from alertbridge.store.base import (
     Attempt,
     AttemptResult,
+    Decided,
     Delivery,
     EventRow,
     NewDelivery,
@@ -282,6 +283,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        10,
+        # A delivery's place in the send order is (its event's seq, its own seq): kept on the row, an
+        # earlier unfinished delivery of the same order key is one index probe, not a join per row.
+        """
+        ALTER TABLE deliveries ADD COLUMN event_seq INTEGER;
+        UPDATE deliveries SET event_seq = (SELECT seq FROM events WHERE events.id = deliveries.event_id);
+        DROP INDEX deliveries_order;
+        CREATE INDEX deliveries_unfinished ON deliveries (order_key, event_seq, seq)
+            WHERE order_key IS NOT NULL AND status IN ('pending', 'in_flight', 'waiting');
+        CREATE INDEX deliveries_pending ON deliveries (next_attempt_at, seq) WHERE status = 'pending';
+        """,
+    ),
 ]
 
 
@@ -516,8 +530,9 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
     for d in deliveries:
         cursor = conn.execute(
             "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
-            " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
+            " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for, event_seq)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?11, ?11, ?12,"
+            " (SELECT seq FROM events WHERE id = ?3))"
             " ON CONFLICT (org, idempotency_key) DO NOTHING",
             (
                 d.id,
@@ -530,9 +545,6 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
                 d.idempotency_key,
                 d.order_key,
                 "waiting" if d.waiting_for else "pending",
-                d.created_at,
-                d.created_at,
-                d.created_at,
                 d.created_at,
                 _dumps(d.waiting_for) if d.waiting_for else None,
             ),
@@ -693,24 +705,20 @@ class SQLiteStore:
         )
         return [ev.decode(row[0]) for row in rows]
 
-    async def record_decision(
-        self,
-        event_id: str,
-        status: str,
-        trace: list[dict[str, Any]],
-        deliveries: Sequence[NewDelivery],
-        now: float,
-        echo_id: int | None = None,
-    ) -> list[str | None]:
-        def write(conn: sqlite3.Connection) -> list[str | None]:
-            if echo_id is not None:
-                conn.execute("UPDATE echoes SET consumed_by = ? WHERE id = ?", (event_id, echo_id))
-            existing = _insert_deliveries(conn, deliveries)
-            conn.execute(
-                "UPDATE events SET status = ?, trace = ?, routed_at = ? WHERE id = ? AND status = 'received'",
-                (status, _dumps(mark_done(trace, deliveries, existing)), now, event_id),
-            )
-            return existing
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]:
+        def write(conn: sqlite3.Connection) -> list[list[str | None]]:
+            results = []
+            for decided in decisions:
+                if decided.echo_id is not None:
+                    conn.execute("UPDATE echoes SET consumed_by = ? WHERE id = ?", (decided.event_id, decided.echo_id))
+                existing = _insert_deliveries(conn, decided.deliveries)
+                trace = mark_done(decided.trace, decided.deliveries, existing)
+                conn.execute(
+                    "UPDATE events SET status = ?, trace = ?, routed_at = ? WHERE id = ? AND status = 'received'",
+                    (decided.status, _dumps(trace), now, decided.event_id),
+                )
+                results.append(existing)
+            return results
 
         return await self._write(write)
 
@@ -745,9 +753,9 @@ class SQLiteStore:
                 "   AND (d.order_key IS NULL OR NOT EXISTS ("
                 # Earlier means of an earlier event (then made earlier): replicas, or one replica's
                 # concurrent transactions, may write a later event's deliveries first.
-                "     SELECT 1 FROM deliveries p JOIN events pe ON pe.id = p.event_id"
-                "     WHERE p.order_key = d.order_key AND (pe.seq < e.seq OR (pe.seq = e.seq AND p.seq < d.seq))"
-                "       AND p.status IN ('pending', 'in_flight', 'waiting')))"
+                "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key"
+                "       AND p.status IN ('pending', 'in_flight', 'waiting')"
+                "       AND (p.event_seq, p.seq) < (d.event_seq, d.seq)))"
                 " ORDER BY d.next_attempt_at, d.seq LIMIT :scan",
                 {"now": now, "scan": max(limit * 4, 64)},
             ).fetchall()
