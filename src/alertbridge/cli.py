@@ -176,7 +176,7 @@ def send(
     a running alertbridge on the same store routes and delivers it.
     """
     from alertbridge.app import build_endpoints
-    from alertbridge.ingress import apply_labels
+    from alertbridge.ingress import label
 
     settings, _ = _config(config, required=True)
     endpoints = {e.name: e for e in build_endpoints(settings, time.time).values()}
@@ -199,7 +199,7 @@ def send(
     rules = compile_rules(settings)
     request = Incoming("POST", target.config.path, {}, {"content-type": "application/json"}, body)
     try:
-        events = [apply_labels(target, e, rules.templates) for e in target.source.parse(request, target)]
+        events = [label(target, e, rules.templates)[0] for e in target.source.parse(request, target)]
     except BadPayload as exc:
         err.print(f"[red]The payload cannot be read as {target.source.name}: {exc}[/red]")
         raise typer.Exit(1) from None

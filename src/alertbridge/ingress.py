@@ -205,14 +205,10 @@ class Ingress:
         return {k: (None if v == "" else v) for k, v in rendered.items()}
 
 
-def apply_labels(endpoint: Endpoint, event: Event, templates: Templates) -> Event:
-    """The event with the endpoint's labels computed; a label that fails is left out and logged."""
-    return label(endpoint, event, templates)[0]
-
-
 def label(endpoint: Endpoint, event: Event, templates: Templates) -> tuple[Event, Bound]:
-    """The event with its labels, and the template variables bound to it (labels included), which
-    the response renders from too: one set of variables for both."""
+    """The event with the endpoint's labels computed (a label that fails is left out and logged), and
+    the template variables bound to it (labels included), which the response renders from too: one
+    set of variables for both."""
     view = context(event)
     labels = view["labels"]  # what templates see as `labels` and `event.labels`: filled in as we go
     bound = templates.bind(view)

@@ -321,66 +321,67 @@ def object_routes(principal: Callable[..., Awaitable[Any]], objects: Objects) ->
             targets=[_kind_out(n, target_types.get(n).settings) for n in target_types.names()],
         )
 
-    @router.get("/endpoints", response_model=list[EndpointOut])
-    async def list_endpoints(caller: Caller) -> list[EndpointOut]:
-        """Where webhooks come in: the file's (provisioned, read-only) and the API's; secrets masked."""
-        result: list[EndpointOut] = await objects.listing("endpoint", caller.org)
-        return result
+    def kind_routes(kind: Kind, one: type[BaseModel], many: Any, docs: dict[str, str]) -> None:
+        """The five routes of one kind (`/endpoints`, `/targets`), each answering with the kind's own
+        model. Each handler is named as it would be written out (list_endpoints, create_endpoint, …):
+        FastAPI makes the operation's id and summary of it. `docs` describe the operations, by verb."""
+        plural = f"/{kind}s"
 
-    @router.post("/endpoints", response_model=EndpointOut, status_code=201)
-    async def create_endpoint(body: Object, caller: Caller) -> EndpointOut:
-        """A new endpoint, taking webhooks at once: `{name, source, path, …the source's settings}`."""
-        admin(caller)
-        result: EndpointOut = await run(objects.save("endpoint", caller.org, body, caller.user or caller.name))
-        return result
+        async def listing(caller: Caller) -> Any:
+            return await objects.listing(kind, caller.org)
 
-    @router.get("/endpoints/{name}", response_model=EndpointOut)
-    async def get_endpoint(name: str, caller: Caller) -> EndpointOut:
-        result: EndpointOut = await run(objects.get("endpoint", caller.org, name))
-        return result
+        async def create(body: Object, caller: Caller) -> Any:
+            admin(caller)
+            return await run(objects.save(kind, caller.org, body, caller.user or caller.name))
 
-    @router.put("/endpoints/{name}", response_model=EndpointOut)
-    async def update_endpoint(name: str, body: Object, caller: Caller) -> EndpointOut:
-        """Replace an endpoint made through the API; a masked secret sent back keeps the saved one."""
-        admin(caller)
-        result: EndpointOut = await run(objects.save("endpoint", caller.org, body, caller.user or caller.name, name))
-        return result
+        async def get(name: str, caller: Caller) -> Any:
+            return await run(objects.get(kind, caller.org, name))
 
-    @router.delete("/endpoints/{name}", status_code=204)
-    async def delete_endpoint(name: str, caller: Caller) -> Response:
-        admin(caller)
-        await run(objects.delete("endpoint", caller.org, name, caller.user or caller.name))
-        return Response(status_code=204)
+        async def update(name: str, body: Object, caller: Caller) -> Any:
+            admin(caller)
+            return await run(objects.save(kind, caller.org, body, caller.user or caller.name, name))
 
-    @router.get("/targets", response_model=list[TargetOut])
-    async def list_targets(caller: Caller) -> list[TargetOut]:
-        """Where actions go: the file's (shared by every org, read-only) and the org's own; secrets masked."""
-        result: list[TargetOut] = await objects.listing("target", caller.org)
-        return result
+        async def delete(name: str, caller: Caller) -> Response:
+            admin(caller)
+            await run(objects.delete(kind, caller.org, name, caller.user or caller.name))
+            return Response(status_code=204)
 
-    @router.post("/targets", response_model=TargetOut, status_code=201)
-    async def create_target(body: Object, caller: Caller) -> TargetOut:
-        """A new target, usable at once: `{name, type, …the type's settings}`."""
-        admin(caller)
-        result: TargetOut = await run(objects.save("target", caller.org, body, caller.user or caller.name))
-        return result
+        for verb, path, method, handler, model, status in (
+            ("list", plural, "GET", listing, many, 200),
+            ("create", plural, "POST", create, one, 201),
+            ("get", f"{plural}/{{name}}", "GET", get, one, 200),
+            ("update", f"{plural}/{{name}}", "PUT", update, one, 200),
+            ("delete", f"{plural}/{{name}}", "DELETE", delete, None, 204),
+        ):
+            router.add_api_route(
+                path,
+                handler,
+                methods=[method],
+                name=f"list_{kind}s" if verb == "list" else f"{verb}_{kind}",
+                description=docs.get(verb, ""),
+                response_model=model,
+                status_code=status,
+            )
 
-    @router.get("/targets/{name}", response_model=TargetOut)
-    async def get_target(name: str, caller: Caller) -> TargetOut:
-        result: TargetOut = await run(objects.get("target", caller.org, name))
-        return result
-
-    @router.put("/targets/{name}", response_model=TargetOut)
-    async def update_target(name: str, body: Object, caller: Caller) -> TargetOut:
-        admin(caller)
-        result: TargetOut = await run(objects.save("target", caller.org, body, caller.user or caller.name, name))
-        return result
-
-    @router.delete("/targets/{name}", status_code=204)
-    async def delete_target(name: str, caller: Caller) -> Response:
-        """Remove a target; its deliveries still queued go dead (replayable once it exists again)."""
-        admin(caller)
-        await run(objects.delete("target", caller.org, name, caller.user or caller.name))
-        return Response(status_code=204)
+    kind_routes(
+        "endpoint",
+        EndpointOut,
+        list[EndpointOut],
+        {
+            "list": "Where webhooks come in: the file's (provisioned, read-only) and the API's; secrets masked.",
+            "create": "A new endpoint, taking webhooks at once: `{name, source, path, …the source's settings}`.",
+            "update": "Replace an endpoint made through the API; a masked secret sent back keeps the saved one.",
+        },
+    )
+    kind_routes(
+        "target",
+        TargetOut,
+        list[TargetOut],
+        {
+            "list": "Where actions go: the file's (shared by every org, read-only) and the org's own; secrets masked.",
+            "create": "A new target, usable at once: `{name, type, …the type's settings}`.",
+            "delete": "Remove a target; its deliveries still queued go dead (replayable once it exists again).",
+        },
+    )
 
     return router

@@ -293,6 +293,7 @@ class PostgresStore:
         self.commits = 0  # ingress transactions; jobs / commits is the group-commit batch size
         self.jobs_done = 0
         self.listening = asyncio.Event()
+        self._listener: psycopg.AsyncConnection[Any] | None = None  # the connection that LISTENs
 
     def __repr__(self) -> str:
         return f"PostgresStore({masked(self.url)})"
@@ -336,6 +337,12 @@ class PostgresStore:
         self._queue = asyncio.Queue()
         self._tasks.append(asyncio.create_task(self._ingress_writer(), name="pg-ingress"))
         if any(c is not None for c in (self._on_events, self._on_deliveries, self._on_config)):
+            # Listening before open() returns, so before start-up reads what is stored (saved objects,
+            # integrations, events): a change committed after that read is notified, none falls between.
+            try:
+                await self._connect_listener()
+            except Exception as exc:  # the listener's loop tries again, and catches up when it is back
+                log.warning("listen_lost", error=scrub(str(exc), self.url), note="polling until it is back")
             self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
 
     async def close(self) -> None:
@@ -343,6 +350,9 @@ class PostgresStore:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._listener is not None:  # (a listener task cancelled before it ran has not closed it)
+            await self._listener.close()
+            self._listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -400,8 +410,26 @@ class PostgresStore:
         """Delivered when (and only if) the transaction commits; several in one transaction fold into one."""
         await conn.execute("SELECT pg_notify(%s, %s)", (channel, self.token))
 
+    async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
+        try:
+            for channel in (EVENTS_CHANNEL, DELIVERIES_CHANNEL, CONFIG_CHANNEL):
+                await conn.execute(f"LISTEN {channel}")
+        except BaseException:
+            await conn.close()
+            raise
+        self._listener = conn
+        self.listening.set()
+        return conn
+
     async def _listen(self) -> None:
-        """One connection per replica that LISTENs and wakes the router or dispatcher; reconnects."""
+        """One connection per replica that LISTENs and wakes the router or dispatcher; reconnects.
+
+        The first connection is made by open(), before start-up reads the store: nothing it could
+        have been told is missed, so no one is called for it (start-up loads what is saved, the
+        router and dispatcher look at the store as they start). Every later one (a reconnect, or the
+        first if open() could not make it) calls each subscriber once, for whatever was notified
+        while no one listened."""
         channels = {
             EVENTS_CHANNEL: self._on_events,
             DELIVERIES_CHANNEL: self._on_deliveries,
@@ -409,22 +437,24 @@ class PostgresStore:
         }
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    for channel in channels:
-                        await conn.execute(f"LISTEN {channel}")
-                    self.listening.set()
+                conn = self._listener
+                if conn is None:
+                    conn = await self._connect_listener()
                     for callback in channels.values():  # whatever was notified while no one listened
                         if callback is not None:
                             callback()
-                    async for note in conn.notifies():
-                        callback = channels.get(note.channel)
-                        if callback is not None and note.payload != self.token:
-                            callback()
+                async for note in conn.notifies():
+                    callback = channels.get(note.channel)
+                    if callback is not None and note.payload != self.token:
+                        callback()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # polling covers the gap while we reconnect
                 self.listening.clear()
                 log.warning("listen_lost", error=scrub(str(exc), self.url), note="polling until it is back")
+                if self._listener is not None:
+                    await self._listener.close()
+                    self._listener = None
                 await asyncio.sleep(1.0)
 
     # ---- ingress
