@@ -46,6 +46,9 @@ def test_the_proxy_fronts_every_replica_and_retries_elsewhere() -> None:
     assert upstreams == set(replicas(services))
     assert services["proxy"]["ports"] == ["8080:8080"]
     assert "non_idempotent" in nginx and "access_log off" in nginx
+    # Names looked up while running: a replica down when the proxy starts must not stop the proxy.
+    assert len(re.findall(r"server alertbridge-\d+:8080 [^;]*\bresolve;", nginx)) == len(upstreams)
+    assert "resolver 127.0.0.11" in nginx and re.search(r"^\s*zone alertbridge ", nginx, re.M)
 
 
 def test_commands_and_variables_exist_in_the_cli() -> None:
