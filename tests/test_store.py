@@ -4,6 +4,8 @@ commit, claims, ordering, leases, replay, and what changes when several replicas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable
 from pathlib import Path
 
 import msgspec
@@ -11,7 +13,7 @@ import pytest
 
 from alertbridge.events import Event
 from alertbridge.store import Store, open_store
-from alertbridge.store.base import Attempt, AttemptResult, Decided, NewDelivery
+from alertbridge.store.base import Attempt, AttemptResult, Decided, Delivery, NewDelivery
 
 from .backends import POSTGRES
 
@@ -155,6 +157,29 @@ async def test_an_order_key_holds_later_deliveries_until_the_earlier_is_done(sto
     )
     (last,) = await store.claim_deliveries(now=100, lease=1000, limit=10, capacity={})
     assert last.id == second.id
+
+
+async def test_attempts_finishing_together_are_recorded_together_and_one_bad_one_fails_alone(store: Store) -> None:
+    await store.add_events([event(1)])
+    await decide(store, event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(20)], 0)
+    claimed = await store.claim_deliveries(now=1, lease=100, limit=50, capacity={})
+    ghost = dataclasses.replace(claimed[0], id="DL-never-made")  # its attempt breaks a foreign key
+
+    def finish(d: Delivery, status: str) -> Awaitable[list[str]]:
+        attempt = Attempt(d.id, 1, 2, 0.1, "success" if status == "delivered" else "retry", 202, status)
+        return store.record_attempt(d, attempt, AttemptResult(status, 50, None))
+
+    results = await asyncio.gather(
+        *(finish(d, "delivered" if i % 2 else "pending") for i, d in enumerate(claimed)),
+        finish(ghost, "delivered"),
+        return_exceptions=True,
+    )
+    assert results[:-1] == [[]] * 20
+    assert isinstance(results[-1], Exception)
+    states = {d.id: (d.status, d.attempts) for d in await store.list_deliveries()}
+    assert states == {d.id: ("delivered" if i % 2 else "pending", 1) for i, d in enumerate(claimed)}
+    assert [len(await store.attempts(d.id)) for d in claimed] == [1] * 20
+    assert len(await store.claim_deliveries(now=50, lease=100, limit=50, capacity={})) == 10
 
 
 async def test_capacity_and_leases(store: Store) -> None:

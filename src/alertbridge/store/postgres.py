@@ -244,6 +244,31 @@ class _Waiting:
     future: asyncio.Future[list[Stored]]
 
 
+@dataclass
+class _Attempted:
+    delivery: Delivery
+    attempt: Attempt
+    result: AttemptResult
+    follow_ups: Sequence[NewDelivery]
+    links: Sequence[tuple[Ref, Ref]]
+    future: asyncio.Future[list[str]]
+
+
+_INSERT_ATTEMPTS = (
+    "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
+    " SELECT * FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[], %s::text[], %s::int[], %s::text[])"
+)
+# Only while the claim is still ours: a dispatcher whose lease ran out does not overwrite the new owner.
+_FINISH = (
+    "UPDATE deliveries d SET status = t.status, attempts = d.attempts + 1, next_attempt_at = t.next_attempt_at,"
+    " last_error = t.error, result = COALESCE(t.result, d.result), claim = NULL, claimed_until = NULL,"
+    " updated_at = t.updated_at"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::json[], %s::float8[])"
+    "   AS t (id, claim, status, next_attempt_at, error, result, updated_at)"
+    " WHERE d.id = t.id AND d.claim = t.claim"
+)
+ATTEMPT_BATCH = 256
+
 _INSERT_EVENTS = (
     "INSERT INTO events (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data)"
     " SELECT id, org, endpoint, source, kind, delivery_key, subject_id, received_at, 'received', data FROM unnest("
@@ -256,6 +281,16 @@ _FIRST_COPIES = (
     " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (org, endpoint, delivery_key)"
     " ON e.org = k.org AND e.endpoint = k.endpoint AND e.delivery_key = k.delivery_key"
 )
+
+
+def _settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
+    """Hand a caller its result or error, unless it stopped waiting (cancelled)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _claimable(due: str, order: str) -> str:
@@ -286,6 +321,7 @@ class PostgresStore:
         self.token = self.prefix + uuid.uuid4().hex  # this process in its event claims and notifications
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._queue: asyncio.Queue[_Waiting] | None = None
+        self._attempts: asyncio.Queue[_Attempted] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._on_events: Callable[[], None] | None = None
         self._on_deliveries: Callable[[], None] | None = None
@@ -336,6 +372,8 @@ class PostgresStore:
         self._pool = pool
         self._queue = asyncio.Queue()
         self._tasks.append(asyncio.create_task(self._ingress_writer(), name="pg-ingress"))
+        self._attempts = asyncio.Queue()
+        self._tasks.append(asyncio.create_task(self._attempt_writer(), name="pg-attempts"))
         if any(c is not None for c in (self._on_events, self._on_deliveries, self._on_config)):
             # Listening before open() returns, so before start-up reads what is stored (saved objects,
             # integrations, events): a change committed after that read is notified, none falls between.
@@ -654,45 +692,75 @@ class PostgresStore:
         follow_ups: Sequence[NewDelivery] = (),
         links: Sequence[tuple[Ref, Ref]] = (),
     ) -> list[str]:
-        async def write(conn: Conn) -> list[str]:
-            await conn.execute(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    attempt.delivery_id,
-                    attempt.number,
-                    attempt.started_at,
-                    attempt.duration,
-                    attempt.outcome,
-                    attempt.status_code,
-                    attempt.message,
-                ),
-            )
-            await conn.execute(
-                "UPDATE deliveries SET status = %s, attempts = attempts + 1, next_attempt_at = %s, last_error = %s,"
-                " result = COALESCE(%s::json, result), claim = NULL, claimed_until = NULL, updated_at = %s"
-                " WHERE id = %s AND claim = %s",
-                (
-                    result.status,
-                    result.next_attempt_at,
-                    result.error,
-                    json.dumps(result.result) if result.result else None,
-                    attempt.started_at + attempt.duration,
-                    delivery.id,
-                    delivery.claim,
-                ),
-            )
-            created = await _insert_deliveries(conn, follow_ups)
-            if result.status != "delivered":  # the change was not made: its echo will not come
-                await conn.execute("DELETE FROM echoes WHERE delivery_id = %s AND consumed_by IS NULL", (delivery.id,))
-            released: list[str] = []
-            for a, b in links:
-                released += await _link(conn, delivery.org, a, b, delivery.id, attempt.started_at + attempt.duration)
-            if released or any(x is None for x in created):
-                await self._notify(conn, DELIVERIES_CHANNEL)
-            return released
+        """Recorded with every other attempt that finished meanwhile, in one transaction (group
+        commit, as ingress does): a transaction per attempt made the round trips the limit."""
+        if self._attempts is None:
+            raise StoreUnavailable("the store is not open")
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._attempts.put_nowait(_Attempted(delivery, attempt, result, follow_ups, links, future))
+        return await future
 
-        return await self._run(write)
+    async def _attempt_writer(self) -> None:
+        assert self._attempts is not None
+        while True:
+            batch = [await self._attempts.get()]
+            while len(batch) < ATTEMPT_BATCH and not self._attempts.empty():
+                batch.append(self._attempts.get_nowait())
+            try:
+                results = await self._run(lambda conn: self._record_attempts(conn, batch))  # noqa: B023
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0].future, exc)
+                else:  # one attempt's failure must not fail the others: each in a transaction of its own
+                    for item in batch:
+                        await self._settle_one(item)
+                continue
+            for item, released in zip(batch, results, strict=True):
+                _settle(item.future, released)
+
+    async def _settle_one(self, item: _Attempted) -> None:
+        try:
+            released = await self._run(lambda conn: self._record_attempts(conn, [item]))
+        except Exception as exc:
+            _settle(item.future, exc)
+        else:
+            _settle(item.future, released[0])
+
+    async def _record_attempts(self, conn: Conn, batch: Sequence[_Attempted]) -> list[list[str]]:
+        """Each attempt, its delivery's new state, the follow-ups; returns, per attempt, the deliveries
+        that its links released."""
+        attempts = [
+            (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.message)
+            for a in (item.attempt for item in batch)
+        ]
+        await conn.execute(_INSERT_ATTEMPTS, [list(column) for column in zip(*attempts, strict=True)])
+        finished = [
+            (
+                item.delivery.id,
+                item.delivery.claim,
+                item.result.status,
+                item.result.next_attempt_at,
+                item.result.error,
+                json.dumps(item.result.result) if item.result.result else None,
+                item.attempt.started_at + item.attempt.duration,
+            )
+            for item in batch
+        ]
+        await conn.execute(_FINISH, [list(column) for column in zip(*finished, strict=True)])
+        created = await _insert_deliveries(conn, [f for item in batch for f in item.follow_ups])
+        unsent = [item.delivery.id for item in batch if item.result.status != "delivered"]
+        if unsent:  # the change was not made: its echo will not come
+            await conn.execute("DELETE FROM echoes WHERE delivery_id = ANY(%s) AND consumed_by IS NULL", (unsent,))
+        results: list[list[str]] = []
+        for item in batch:
+            released: list[str] = []
+            at = item.attempt.started_at + item.attempt.duration
+            for a, b in item.links:
+                released += await _link(conn, item.delivery.org, a, b, item.delivery.id, at)
+            results.append(released)
+        if any(results) or any(x is None for x in created):
+            await self._notify(conn, DELIVERIES_CHANNEL)
+        return results
 
     async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
         async def write(conn: Conn) -> None:
