@@ -432,3 +432,30 @@ async def test_order_follows_the_events_even_when_a_later_events_deliveries_were
     await store.record_attempt(first[0], Attempt(first[0].id, 1, 1, 0.01, "success", 202, "ok"), done)
     second = await store.claim_deliveries(now=2, lease=60, limit=10, capacity={})
     assert [d.id for d in second] == [delivery(20, event(2).id).id]
+
+
+@only_postgres
+async def test_a_claim_walks_the_due_index_in_order_whatever_the_statistics(store: Store, store_url: str) -> None:
+    """At a backlog of thousands the planner, on statistics that lag the burst, sorted every due row
+    (each with its order check) before the limit: seconds per claim. The claim must stop at its limit."""
+    import psycopg
+
+    from alertbridge.store.postgres import _DUE, _IN_ORDER
+
+    await store.add_events([event(i) for i in range(1, 301)])
+    batch = [
+        Decided(event(i).id, "routed", [], [delivery(i * 10 + n, event(i).id, order=f"o{i % 50}") for n in range(10)])
+        for i in range(1, 301)
+    ]
+    await store.record_decisions(batch, 0)
+    async with await psycopg.AsyncConnection.connect(store_url) as conn:
+        for statistics in ("as left by the burst", "analysed"):
+            if statistics == "analysed":
+                await conn.execute("ANALYZE deliveries")
+            async with conn.transaction():
+                await conn.execute(_IN_ORDER)
+                query = _DUE.replace("%(now)s", "1").replace("%(scan)s", "128")
+                plan = "\n".join(row[0] for row in await (await conn.execute("EXPLAIN " + query)).fetchall())
+            assert "deliveries_pending" in plan and "Sort" not in plan, (statistics, plan)
+    claimed = await store.claim_deliveries(now=1, lease=100, limit=100, capacity={})
+    assert [d.id for d in claimed] == [delivery(i * 10, "").id for i in range(1, 51)]  # each order key's head

@@ -308,6 +308,7 @@ def _claimable(due: str, order: str) -> str:
     )
 
 
+_IN_ORDER = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"  # for this transaction only
 _DUE = _claimable("c.status = 'pending' AND c.next_attempt_at <= %(now)s", "c.next_attempt_at, c.seq")
 # In flight past its lease: its replica died mid-send (or stalled); another takes it over.
 _LAPSED = _claimable("c.status = 'in_flight' AND c.claimed_until <= %(now)s", "c.claimed_until, c.seq")
@@ -648,7 +649,7 @@ class PostgresStore:
             # Walk the due index in order and stop at the limit. Without this the planner, on
             # statistics that lag a burst (a fresh database, a storm), sorts every due row, each with
             # its order check, before the limit: seconds per claim at a backlog of thousands.
-            await conn.execute("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off")
+            await conn.execute(_IN_ORDER)
             params = {"now": now, "scan": max(limit * 4, 64)}
             cursor = await conn.execute(_LAPSED, params)
             rows = await cursor.fetchall()
