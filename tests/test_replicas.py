@@ -216,3 +216,21 @@ def test_the_same_delivery_id_posted_to_two_replicas_at_once_is_stored_once(
     pd.wait_for(lambda: len(pd.incidents) == rounds, 30)
     time.sleep(1)
     assert Counter(r.json["dedup_key"] for r in enqueues(pd)) == Counter(f"thena-ticket-S{n}" for n in range(rounds))
+
+
+def test_a_rate_limit_holds_for_all_replicas_together(
+    server_factory: Callable[..., Server], pd: FakePagerDutyEvents
+) -> None:
+    limit, per = 4, 2.0
+    text = config(delivery="  concurrency: 16", target_extra=f"    rate_limit: {{limit: {limit}, per: {per}s}}")
+    servers = [server_factory(text, seed_env(pd.url + "/v2/enqueue")) for _ in range(2)]
+    tickets = 12
+    for n in range(tickets):  # every one to pd-a, spread over both replicas
+        assert servers[n % 2].post(EVENTS, ticket_event(f"rate-{n}", f"R{n}", ASSIGNEES[0])).status_code == 200
+    pd.wait_for(lambda: len(enqueues(pd)) >= tickets, 30)
+    times = sorted(r.at for r in enqueues(pd))
+    assert len(times) == tickets
+    # Any `limit + 1` sends span at least the window (less a little for the send's own time): alone,
+    # each replica would have sent `limit` per window, twice the limit together.
+    spans = [times[i + limit] - times[i] for i in range(tickets - limit)]
+    assert min(spans) >= per - 0.2, spans

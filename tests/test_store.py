@@ -459,3 +459,25 @@ async def test_a_claim_walks_the_due_index_in_order_whatever_the_statistics(stor
             assert "deliveries_pending" in plan and "Sort" not in plan, (statistics, plan)
     claimed = await store.claim_deliveries(now=1, lease=100, limit=100, capacity={})
     assert [d.id for d in claimed] == [delivery(i * 10, "").id for i in range(1, 51)]  # each order key's head
+
+
+@only_postgres
+async def test_a_rate_limit_holds_across_replicas(store: Store, replica: Store) -> None:
+    await store.add_events([event(1)])
+    await decide(store, event(1).id, "routed", [], [delivery(i, event(1).id) for i in range(12)], 0)
+    limits = {"t": (3, 60.0)}
+    # Each replica's own window is empty, so each alone would take three; together they take three.
+    first, second = await asyncio.gather(
+        store.claim_deliveries(now=1, lease=100, limit=10, capacity={"t": 3}, limits=limits),
+        replica.claim_deliveries(now=1, lease=100, limit=10, capacity={"t": 3}, limits=limits),
+    )
+    assert len(first) + len(second) == 3
+    for d in [*first, *second]:  # sent: they count until the window has passed, delivered or not
+        await store.record_attempt(
+            d, Attempt(d.id, 1, 1, 0.1, "success", 202, "ok"), AttemptResult("delivered", 1, None)
+        )
+    assert await replica.claim_deliveries(now=30, lease=100, limit=10, capacity={"t": 3}, limits=limits) == []
+    later = await replica.claim_deliveries(now=61.5, lease=100, limit=10, capacity={"t": 3}, limits=limits)
+    assert len(later) == 3
+    # Claimed and not yet recorded counts too.
+    assert await store.claim_deliveries(now=62, lease=100, limit=10, capacity={"t": 3}, limits=limits) == []

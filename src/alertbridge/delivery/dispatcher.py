@@ -115,8 +115,9 @@ class Dispatcher:
             return 0
         now = self.clock()
         capacity = {name: window.available(now) for name, window in self.windows.items()}
+        limits = {name: (window.limit, window.per) for name, window in self.windows.items()}  # across replicas
         try:
-            batch = await self.store.claim_deliveries(now, self.config.lease, free, capacity)
+            batch = await self.store.claim_deliveries(now, self.config.lease, free, capacity, limits)
         except Exception as exc:  # the store is down: keep the loop alive, try again shortly
             log.error("claim_failed", error=str(exc))
             return 0

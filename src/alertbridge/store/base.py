@@ -188,8 +188,15 @@ class Store(Protocol):
     # At start-up: claims left by a process that stopped. SQLite (one process) releases all of them;
     # PostgreSQL only those whose lease ended by `now`, since the others may be live replicas'.
     async def release_claims(self, now: float | None = None) -> int: ...
+    # `capacity`: what this process's own rate windows leave per target; `limits`: each rate-limited
+    # target's (sends, per seconds), which a store shared by replicas counts across all of them.
     async def claim_deliveries(
-        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        capacity: Mapping[str, int],
+        limits: Mapping[str, tuple[int, float]] | None = None,
     ) -> list[Delivery]: ...
     async def defer(self, delivery_id: str, claim: str, until: float) -> None: ...
     async def record_attempt(

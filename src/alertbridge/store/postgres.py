@@ -80,6 +80,7 @@ CONFIG_CHANNEL = "alertbridge_config"  # endpoints, targets or integrations save
 POOL_MAX = 8
 INGRESS_BATCH = 512
 TEAMS_LOCK = MIGRATION_LOCK + 1  # replicas provisioning teams and claims take turns
+RATE_LOCK = 7_242  # with a target's name hashed: replicas claiming for one rate-limited target take turns
 RETRIES = 3  # runs of a transaction PostgreSQL rolled back to break a deadlock
 
 
@@ -255,8 +256,9 @@ class _Attempted:
 
 
 _INSERT_ATTEMPTS = (
-    "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
-    " SELECT * FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[], %s::text[], %s::int[], %s::text[])"
+    "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message, target)"
+    " SELECT * FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[], %s::text[], %s::int[], %s::text[],"
+    "   %s::text[])"
 )
 # Only while the claim is still ours: a dispatcher whose lease ran out does not overwrite the new owner.
 _FINISH = (
@@ -308,6 +310,12 @@ def _claimable(due: str, order: str) -> str:
     )
 
 
+# Sends a target had in a window from every replica: attempts started, and claims not yet recorded.
+_SENT = (
+    "SELECT (SELECT count(*) FROM attempts WHERE target = %(target)s AND started_at > %(since)s)"
+    " + (SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND target = %(target)s"
+    "    AND claimed_until > %(now)s) AS sent"
+)
 _IN_ORDER = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"  # for this transaction only
 _DUE = _claimable("c.status = 'pending' AND c.next_attempt_at <= %(now)s", "c.next_attempt_at, c.seq")
 # In flight past its lease: its replica died mid-send (or stalled); another takes it over.
@@ -636,13 +644,22 @@ class PostgresStore:
         )
 
     async def claim_deliveries(
-        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        capacity: Mapping[str, int],
+        limits: Mapping[str, tuple[int, float]] | None = None,
     ) -> list[Delivery]:
         """Due deliveries, at most `capacity[target]` for a rate-limited target, oldest first.
 
         A delivery waits while an earlier one with the same order key is unfinished, and an
         in-flight delivery whose lease has run out (its replica died) is due again. Rows another
         replica is claiming at this moment are skipped, not waited for.
+
+        A target in `limits` takes no more than its limit from all replicas together: the sends
+        every replica started in the window (attempts, and claims still in flight) are counted
+        under a lock per target, so two replicas claiming at once cannot both take the last slot.
         """
 
         async def claim(conn: Conn) -> list[Delivery]:
@@ -657,6 +674,12 @@ class PostgresStore:
             rows += await cursor.fetchall()
             rows.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
             left = dict(capacity)
+            for target in sorted({row["target"] for row in rows} & set(limits or {})):
+                sends, per = (limits or {})[target]
+                await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RATE_LOCK, target))
+                cursor = await conn.execute(_SENT, {"target": target, "since": now - per, "now": now})
+                sent = (await cursor.fetchone() or {"sent": 0})["sent"]
+                left[target] = min(left.get(target, sends), sends - sent)
             chosen: list[dict[str, Any]] = []
             for row in rows:
                 if len(chosen) >= limit:
@@ -731,8 +754,8 @@ class PostgresStore:
         """Each attempt, its delivery's new state, the follow-ups; returns, per attempt, the deliveries
         that its links released."""
         attempts = [
-            (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.message)
-            for a in (item.attempt for item in batch)
+            (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.message, d.target)
+            for a, d in ((item.attempt, item.delivery) for item in batch)
         ]
         await conn.execute(_INSERT_ATTEMPTS, [list(column) for column in zip(*attempts, strict=True)])
         finished = [

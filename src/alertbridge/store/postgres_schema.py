@@ -244,6 +244,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_pending ON deliveries (next_attempt_at, seq) WHERE status = 'pending';
         """,
     ),
+    (
+        11,
+        # Sends per target in a rolling window, counted across replicas for a shared rate limit.
+        """
+        ALTER TABLE attempts ADD COLUMN target text;
+        UPDATE attempts SET target = (SELECT target FROM deliveries WHERE deliveries.id = attempts.delivery_id);
+        CREATE INDEX attempts_sent ON attempts (target, started_at);
+        """,
+    ),
 ]
 
 

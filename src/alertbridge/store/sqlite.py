@@ -296,6 +296,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_pending ON deliveries (next_attempt_at, seq) WHERE status = 'pending';
         """,
     ),
+    (
+        11,
+        # Sends per target in a rolling window, counted across replicas for a shared rate limit.
+        """
+        ALTER TABLE attempts ADD COLUMN target TEXT;
+        UPDATE attempts SET target = (SELECT target FROM deliveries WHERE deliveries.id = attempts.delivery_id);
+        CREATE INDEX attempts_sent ON attempts (target, started_at);
+        """,
+    ),
 ]
 
 
@@ -736,9 +745,15 @@ class SQLiteStore:
         )
 
     async def claim_deliveries(
-        self, now: float, lease: float, limit: int, capacity: Mapping[str, int]
+        self,
+        now: float,
+        lease: float,
+        limit: int,
+        capacity: Mapping[str, int],
+        limits: Mapping[str, tuple[int, float]] | None = None,
     ) -> list[Delivery]:
-        """Due deliveries, at most `capacity[target]` for a rate-limited target, oldest first.
+        """Due deliveries, at most `capacity[target]` for a rate-limited target, oldest first. (`limits`
+        need not be counted here: this file has one process, whose own window `capacity` is.)
 
         A delivery waits while an earlier one with the same order key is unfinished, and an
         in-flight delivery whose lease has run out (its dispatcher died) is due again.
@@ -799,8 +814,8 @@ class SQLiteStore:
     ) -> list[str]:
         def write(conn: sqlite3.Connection) -> list[str]:
             conn.execute(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status_code, message,"
+                " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     attempt.delivery_id,
                     attempt.number,
@@ -809,6 +824,7 @@ class SQLiteStore:
                     attempt.outcome,
                     attempt.status_code,
                     attempt.message,
+                    delivery.target,
                 ),
             )
             conn.execute(
