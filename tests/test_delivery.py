@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -217,6 +218,23 @@ def test_sigkill_after_the_answer_and_before_the_delivery(
     pd.wait_for(lambda: len(pd.incidents) == 1, timeout=15)
     assert pd.incidents[0].routing_key == "routing-key-b"
     time.sleep(1)
+    assert len(enqueues(pd)) == 1
+
+
+def test_told_to_stop_mid_send_it_lets_the_send_finish_and_never_sends_it_again(
+    server_factory: Callable[..., Server], pd: FakePagerDutyEvents
+) -> None:
+    server = server_factory(config(), seed_env(pd.url + "/v2/enqueue"))
+    pd.delay = 1.5  # PagerDuty answers, slowly
+    server.post(EVENTS, ticket_event("k-3", "K3", "hossamhafez@luciq.ai"))
+    pd.wait_for(lambda: len(enqueues(pd)) == 1)  # under way when the stop comes
+    server.stop()  # SIGTERM, as a deploy or Ctrl-C sends
+    assert server.process is not None and server.process.returncode == -signal.SIGTERM, server.logs()  # not killed
+    pd.delay = 0
+    server.start()
+    (delivered,) = server.deliveries()
+    assert delivered["status"] == "delivered" and delivered["attempts"] == 1
+    time.sleep(1.5)  # the restarted dispatcher has looked at the outbox (it polls every 0.5 s)
     assert len(enqueues(pd)) == 1
 
 

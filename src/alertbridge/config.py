@@ -108,6 +108,8 @@ class DeliveryConfig(Model):
     paused: bool = False  # hold deliveries (maintenance); events are still accepted and routed
     concurrency: int = Field(default=32, ge=1)
     lease: float = 60.0  # how long a claimed delivery stays with its dispatcher before another may take it
+    # On stop, how long sends under way may take to finish and be recorded before they are cut off.
+    shutdown_grace: float = Field(default=10.0, ge=0)
     retry: RetryPolicy = RetryPolicy()
     # How long an action waits for a link it needs (the create it depends on is still retrying).
     link_wait: float = 24 * 3600.0
@@ -115,7 +117,7 @@ class DeliveryConfig(Model):
     echo_window: float = 600.0
     failure_alert: FailureAlertConfig = FailureAlertConfig()
 
-    _lease = field_validator("lease", mode="before")(lambda v: parse_duration(v))
+    _lease = field_validator("lease", "shutdown_grace", mode="before")(lambda v: parse_duration(v))
     _link_wait = field_validator("link_wait", "echo_window", mode="before")(lambda v: parse_duration(v))
 
 

@@ -322,6 +322,10 @@ class Dispatcher:
         return target.type.classify(response, target.settings, delivery.fields, sending), response.status_code
 
     async def close(self) -> None:
+        """Stop; run it after the claim loop stopped. Sends under way get `shutdown_grace` to finish and
+        be recorded: one cut off is sent again after a restart, a repeat where the target cannot dedupe."""
+        if self._sending and self.config.shutdown_grace > 0:
+            await asyncio.wait(set(self._sending), timeout=self.config.shutdown_grace)
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
