@@ -733,8 +733,9 @@ class PostgresStore:
             try:
                 results = await self._run(lambda conn: self._record_attempts(conn, batch))  # noqa: B023
             except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0].future, exc)
+                if len(batch) == 1 or isinstance(exc, StoreUnavailable):  # down: one by one would only wait longer
+                    for item in batch:
+                        _settle(item.future, exc)
                 else:  # one attempt's failure must not fail the others: each in a transaction of its own
                     for item in batch:
                         await self._settle_one(item)
