@@ -40,7 +40,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,6 +70,7 @@ from alertbridge.store.postgres_schema import MIGRATION_LOCK, migrate
 from alertbridge.store.urls import masked, scrub
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 log = logs.get("alertbridge.store")
@@ -172,13 +173,12 @@ async def _insert_deliveries(conn: Conn, deliveries: Sequence[NewDelivery]) -> l
         )
         for d in first.values()
     ]
-    cursor = await conn.execute(_INSERT_DELIVERIES, [list(column) for column in zip(*rows, strict=True)])
+    cursor = await conn.execute(_INSERT_DELIVERIES, _columns(rows))
     inserted = {row["id"] for row in await cursor.fetchall()}
     holders = {key: d.id for key, d in first.items() if d.id in inserted}
     taken = [key for key in first if key not in holders]
     if taken:  # the key was used before (or by another replica just now): whose is it
-        orgs, keys = zip(*taken, strict=True)
-        cursor = await conn.execute(_HOLDERS, (list(orgs), list(keys)))
+        cursor = await conn.execute(_HOLDERS, _columns(taken))
         for row in await cursor.fetchall():
             holders[(row["org"], row["idempotency_key"])] = row["id"]
     return [None if d.id in inserted else holders.get((d.org, d.idempotency_key)) for d in deliveries]
@@ -283,6 +283,19 @@ _FIRST_COPIES = (
     " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (org, endpoint, delivery_key)"
     " ON e.org = k.org AND e.endpoint = k.endpoint AND e.delivery_key = k.delivery_key"
 )
+
+
+def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as the column arrays that `unnest(%s::…[], …)` takes: one round trip for any number."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def _take_batch(queue: asyncio.Queue[Q], most: int) -> list[Q]:
+    """What waits in `queue`, at least one and at most `most`: a group commit's batch."""
+    batch = [await queue.get()]
+    while len(batch) < most and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
 
 
 def _settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
@@ -531,22 +544,18 @@ class PostgresStore:
         """Takes every request waiting and commits their events in one transaction (group commit)."""
         assert self._queue is not None
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < INGRESS_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await _take_batch(self._queue, INGRESS_BATCH)
             try:
                 results = await self._run(lambda conn: self._insert(conn, batch))  # noqa: B023
             except Exception as exc:
                 failure = StoreUnavailable(f"the database did not take the write: {scrub(str(exc), self.url)}")
                 for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(failure)
+                    _settle(waiting.future, failure)
                 continue
             self.commits += 1
             self.jobs_done += len(batch)
             for waiting, stored in zip(batch, results, strict=True):
-                if not waiting.future.done():
-                    waiting.future.set_result(stored)
+                _settle(waiting.future, stored)
 
     async def _insert(self, conn: Conn, batch: list[_Waiting]) -> list[list[Stored]]:
         """Every waiting request's events in one statement; redeliveries point at the first copy."""
@@ -560,13 +569,11 @@ class PostgresStore:
                     new_rows.append(row)
         inserted: set[str] = set()
         if new_rows:
-            columns = [list(column) for column in zip(*new_rows, strict=True)]
-            cursor = await conn.execute(_INSERT_EVENTS, columns)
+            cursor = await conn.execute(_INSERT_EVENTS, _columns(new_rows))
             inserted = {row["id"] for row in await cursor.fetchall()}
         lost = [row for row in new_rows if row[0] not in inserted]
         if lost:  # the key was stored before (or by another replica just now): find the first copy
-            keys = [list(column) for column in zip(*((r[1], r[2], r[5]) for r in lost), strict=True)]
-            cursor = await conn.execute(_FIRST_COPIES, keys)
+            cursor = await conn.execute(_FIRST_COPIES, _columns((r[1], r[2], r[5]) for r in lost))
             for copy in await cursor.fetchall():
                 seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
             if any(seen[(r[1], r[2], r[5])] == r[0] for r in lost):  # cannot happen; never claim it stored
@@ -607,11 +614,10 @@ class PostgresStore:
         async def write(conn: Conn) -> list[list[str | None]]:
             echoes = [(d.echo_id, d.event_id) for d in decisions if d.echo_id is not None]
             if echoes:
-                ids, consumers = zip(*echoes, strict=True)
                 await conn.execute(
                     "UPDATE echoes SET consumed_by = t.event_id"
                     " FROM unnest(%s::bigint[], %s::text[]) AS t (id, event_id) WHERE echoes.id = t.id",
-                    (list(ids), list(consumers)),
+                    _columns(echoes),
                 )
             flat = await _insert_deliveries(conn, [n for d in decisions for n in d.deliveries])
             results, at = [], 0
@@ -674,8 +680,9 @@ class PostgresStore:
             rows += await cursor.fetchall()
             rows.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
             left = dict(capacity)
-            for target in sorted({row["target"] for row in rows} & set(limits or {})):
-                sends, per = (limits or {})[target]
+            shared = limits or {}
+            for target in sorted({row["target"] for row in rows} & shared.keys()):
+                sends, per = shared[target]
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RATE_LOCK, target))
                 cursor = await conn.execute(_SENT, {"target": target, "since": now - per, "now": now})
                 sent = (await cursor.fetchone() or {"sent": 0})["sent"]
@@ -727,9 +734,7 @@ class PostgresStore:
     async def _attempt_writer(self) -> None:
         assert self._attempts is not None
         while True:
-            batch = [await self._attempts.get()]
-            while len(batch) < ATTEMPT_BATCH and not self._attempts.empty():
-                batch.append(self._attempts.get_nowait())
+            batch = await _take_batch(self._attempts, ATTEMPT_BATCH)
             try:
                 results = await self._run(lambda conn: self._record_attempts(conn, batch))  # noqa: B023
             except Exception as exc:
@@ -758,7 +763,7 @@ class PostgresStore:
             (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.message, d.target)
             for a, d in ((item.attempt, item.delivery) for item in batch)
         ]
-        await conn.execute(_INSERT_ATTEMPTS, [list(column) for column in zip(*attempts, strict=True)])
+        await conn.execute(_INSERT_ATTEMPTS, _columns(attempts))
         finished = [
             (
                 item.delivery.id,
@@ -771,7 +776,7 @@ class PostgresStore:
             )
             for item in batch
         ]
-        await conn.execute(_FINISH, [list(column) for column in zip(*finished, strict=True)])
+        await conn.execute(_FINISH, _columns(finished))
         created = await _insert_deliveries(conn, [f for item in batch for f in item.follow_ups])
         unsent = [item.delivery.id for item in batch if item.result.status != "delivered"]
         if unsent:  # the change was not made: its echo will not come
