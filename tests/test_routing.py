@@ -164,3 +164,14 @@ def test_the_sandbox_refuses_unsafe_access() -> None:
     templates = Templates({})
     with pytest.raises(RenderError):
         templates.render("{{ ''.__class__.__mro__[1].__subclasses__() }}", {"event": {}, "labels": {}})
+
+
+def test_a_key_is_read_before_a_dict_method_of_the_same_name() -> None:
+    templates = Templates({})
+    context = {"event": {"labels": {"items": "3 pods", "keys": None}}, "labels": {"items": "3 pods"}}
+    assert templates.render("{{ labels.items }}", context) == "3 pods"
+    assert templates.render("{{ event.labels.keys }}", context) is None
+    # methods stay reachable where no key hides them, and the sandbox still guards everything else
+    assert templates.render("{{ labels.get('items') }}", context) == "3 pods"
+    with pytest.raises(RenderError):
+        templates.render("{{ labels.__class__.__mro__ }}", context)

@@ -71,19 +71,27 @@ def decode(data: bytes | str) -> Event:
     return _decoder.decode(data)
 
 
+_CONTAINERS = {"teams": list, "assignees": list, "tags": list, "identifiers": dict, "labels": dict}
+_ABSENT = dict.fromkeys(Event.__struct_fields__)
+
+
 def to_dict(event: Event) -> dict[str, Any]:
-    """A plain dict view, for templates and match paths."""
-    result: dict[str, Any] = msgspec.to_builtins(event)
+    """A plain dict view, for templates and match paths.
+
+    The raw payload is shared, not copied: it is already plain JSON values, and copying it was
+    most of the cost for a large payload."""
+    raw = event.raw
     # omit_defaults drops empty fields; templates want them present as None/empty.
-    for name in Event.__struct_fields__:
-        result.setdefault(name, None)
-    for name in ("teams", "assignees", "tags"):
+    result: dict[str, Any] = {**_ABSENT, **msgspec.to_builtins(event if raw is None else _without_raw(event))}
+    for name, empty in _CONTAINERS.items():
         if result[name] is None:
-            result[name] = []
-    for name in ("identifiers", "labels"):
-        if result[name] is None:
-            result[name] = {}
+            result[name] = empty()
+    result["raw"] = raw
     return result
+
+
+def _without_raw(event: Event) -> Event:
+    return msgspec.structs.replace(event, raw=None)
 
 
 # Other names an object goes by, carried in `identifiers`: a PagerDuty incident is also its

@@ -22,6 +22,19 @@ class RenderError(Exception):
     """A template failed; the message names the field."""
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, reading `a.b` on a dict as the item first.
+
+    Every variable templates see is a dict, and the sandbox tries the attribute first: each
+    `event.title` raised and caught an AttributeError, most of a small template's cost. A key is
+    data, never a method, so reading it needs no safety check; `labels.items` is the label."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def _lookup(value: Any, table: Mapping[str, Any], default: Any = None) -> Any:
     """The first of `value` (a string or a list of them) found in `table`; keys compare without case."""
     items = value if isinstance(value, list | tuple) else [value]
@@ -87,7 +100,7 @@ class Templates:
     """Compiles once (at config load), renders many times."""
 
     def __init__(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
-        self.env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self.env = _Environment(undefined=StrictUndefined, autoescape=False)
         self.tables = {name: dict(table) for name, table in tables.items()}
 
         def lookup(value: Any, table: str, default: Any = None) -> Any:

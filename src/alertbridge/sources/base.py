@@ -101,10 +101,11 @@ def body_digest(body: bytes) -> str:
 
 
 def text(value: Any) -> str | None:
+    if value.__class__ is str:  # the common case, first: parsers call this for every field
+        return value.strip() or None
     if value is None or isinstance(value, dict | list):
         return None
-    result = str(value).strip()
-    return result or None
+    return str(value).strip() or None
 
 
 def obj(value: Any) -> dict[str, Any]:

@@ -464,22 +464,18 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
     return [(v, None) for v in values] if isinstance(values, list) else [(values, None)]
 
 
-_INSERT_EVENT = (
-    "INSERT INTO events (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?) ON CONFLICT (org, endpoint, delivery_key) DO NOTHING"
-)
+_EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
+_EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
+# Rows per statement: 9 parameters each stays far below SQLite's limit of 32766.
+_EVENTS_PER_STATEMENT = 512
 
 
 def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[int]) -> list[list[Stored]]:
-    """Every waiting request's events in one statement; redeliveries point at the first copy."""
-    first: dict[tuple[str, str, str], str] = {}
-    keys = [(row[1], row[2], row[5]) for i in indexes for row in batch[i].events or []]
-    for org, endpoint, key in set(keys):
-        found = conn.execute(
-            "SELECT id FROM events WHERE org = ? AND endpoint = ? AND delivery_key = ?", (org, endpoint, key)
-        ).fetchone()
-        if found:
-            first[(org, endpoint, key)] = found[0]
+    """Every waiting request's events in a few statements; redeliveries point at the first copy.
+
+    A statement at a time, not a row at a time: each statement hands the GIL to the event loop and
+    back, and the loop is busy answering requests, so a statement per row made commits crawl."""
+    first = _stored_ids(conn, [row for i in indexes for row in batch[i].events or []])
     new_rows = []
     results: list[list[Stored]] = []
     for i in indexes:
@@ -493,8 +489,33 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
                 new_rows.append(row)
                 stored.append(Stored(row[0], None))
         results.append(stored)
-    conn.executemany(_INSERT_EVENT, new_rows)
+    for start in range(0, len(new_rows), _EVENTS_PER_STATEMENT):
+        chunk = new_rows[start : start + _EVENTS_PER_STATEMENT]
+        conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([_EVENT_VALUES] * len(chunk))}"
+            " ON CONFLICT (org, endpoint, delivery_key) DO NOTHING",
+            [value for row in chunk for value in row],
+        )
     return results
+
+
+def _stored_ids(conn: sqlite3.Connection, rows: list[tuple]) -> dict[tuple[str, str, str], str]:
+    """{(org, endpoint, delivery key): event id} of the rows' keys already stored, one query per endpoint."""
+    keys_by_endpoint: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        keys_by_endpoint.setdefault((row[1], row[2]), set()).add(row[5])
+    found: dict[tuple[str, str, str], str] = {}
+    for (org, endpoint), keys in keys_by_endpoint.items():
+        listed = sorted(keys)
+        for start in range(0, len(listed), _EVENTS_PER_STATEMENT):
+            chunk = listed[start : start + _EVENTS_PER_STATEMENT]
+            for key, event_id in conn.execute(
+                "SELECT delivery_key, id FROM events WHERE org = ? AND endpoint = ?"
+                f" AND delivery_key IN ({', '.join('?' * len(chunk))})",
+                [org, endpoint, *chunk],
+            ):
+                found[(org, endpoint, key)] = event_id
+    return found
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
