@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
 TOKEN = "bench-token"
-ROWS = ["hello", "naive", "paused", "delivering", "e2e", "v3", "mixed", "pg1", "pg2", "sync"]
+ROWS = ["hello", "naive", "paused", "parts", "delivering", "e2e", "v3", "mixed", "pg1", "pg2", "sync"]
 PD_SECRET = "bench-pagerduty-secret"
 SIGNING = {
     "PD_SECRET": PD_SECRET,
@@ -88,11 +88,15 @@ def uvicorn(app: str, port: int, env: dict[str, str] | None = None) -> contextli
 
 
 def alertbridge(
-    config: Path, port: int, env: dict[str, str], workdir: Path, store: str | None = None
+    config: Path, port: int, env: dict[str, str], workdir: Path, store: str | None = None, without: str = ""
 ) -> contextlib.AbstractContextManager[int]:
+    """The server as installed; `without` (router, store) runs it through parts.py with those parts off."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**env, "ALERTBRIDGE_STORE": store or f"sqlite:///{workdir / 'bench.db'}"}
-    args = [ALERTBRIDGE, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    command = [PYTHON, str(ROOT / "bench" / "parts.py")] if without else [ALERTBRIDGE]
+    if without:
+        env["ALERTBRIDGE_BENCH_WITHOUT"] = without
+    args = [*command, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     return process([*args, "--log-level", "warning"], port, env, ready="/healthz")
 
 
@@ -109,12 +113,25 @@ def pg_database() -> Iterator[str]:
         subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
 
 
-def load(mode: str, port: int | str, path: str, args: argparse.Namespace, kind: str = "thena") -> dict:
+def load(
+    mode: str, port: int | str, path: str, args: argparse.Namespace, kind: str = "thena", server: int | None = None
+) -> dict:
+    """The load generator's figures; with the server's pid, also the CPU it spent per request (all threads)."""
     cmd = [PYTHON, str(ROOT / "bench" / "load.py"), mode, "--port", str(port), "--path", path, "--kind", kind]
     cmd += ["--connections", str(args.connections), "--duration", str(args.duration), "--rate", str(args.rate)]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        before = cpu_seconds(server) if server else 0.0
         subprocess.run([*cmd, "--out", out.name], check=True, env={**os.environ, **SIGNING})
-        return dict(json.loads(Path(out.name).read_text()))
+        row = dict(json.loads(Path(out.name).read_text()))
+        if server and row.get("requests"):
+            row["cpu_us"] = (cpu_seconds(server) - before) / row["requests"] * 1e6
+        return row
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -205,23 +222,33 @@ def run(args: argparse.Namespace) -> dict:
         with uvicorn("fake_pagerduty:app", pd_port, bench_path):
             if "hello" in args.only:
                 port = free_port()
-                with uvicorn("hello:app", port, bench_path):
+                with uvicorn("hello:app", port, bench_path) as pid:
                     load("closed", port, "/warmup", argparse.Namespace(**{**vars(args), "duration": 1}))
-                    results["hello-world (ceiling)"] = load("closed", port, thena_path, args)
+                    results["hello-world (ceiling)"] = load("closed", port, thena_path, args, server=pid)
             if "naive" in args.only:
                 port = free_port()
-                with uvicorn("naive_bridge:app", port, {**env, **bench_path}):
-                    results["naive bridge (seed 000 style)"] = load("closed", port, thena_path, args)
+                with uvicorn("naive_bridge:app", port, {**env, **bench_path}) as pid:
+                    results["naive bridge (seed 000 style)"] = load("closed", port, thena_path, args, server=pid)
             if "paused" in args.only:
                 port = free_port()
                 with alertbridge(config_file(workdir, "thena-pagerduty.yaml", True), port, env, workdir / "p") as pid:
-                    row = load("closed", port, thena_path, args)
+                    row = load("closed", port, thena_path, args, server=pid)
                     results["alertbridge ingest, delivery paused"] = {**row, "rss_mb": rss_mb(pid)[1]}
+            if "parts" in args.only:
+                # Diagnostics, not ways to run it: the same row with the router, then the store too, switched off.
+                for without, name in (
+                    ("router", "diagnostic: the same, router off (nothing routed)"),
+                    ("router,store", "diagnostic: the same, router and store off (nothing kept)"),
+                ):
+                    port = free_port()
+                    config = config_file(workdir, "thena-pagerduty.yaml", True)
+                    with alertbridge(config, port, env, workdir / without, without=without) as pid:
+                        results[name] = load("closed", port, thena_path, args, server=pid)
             if "delivering" in args.only:
                 urllib.request.urlopen(f"http://127.0.0.1:{pd_port}/reset")
                 port = free_port()
                 with alertbridge(config_file(workdir, "thena-pagerduty.yaml", False), port, env, workdir / "d") as pid:
-                    row = load("closed", port, thena_path, args)
+                    row = load("closed", port, thena_path, args, server=pid)
                     results["alertbridge ingest, delivering"] = {**row, "rss_mb": rss_mb(pid)[1]}
             if "e2e" in args.only:
                 urllib.request.urlopen(f"http://127.0.0.1:{pd_port}/reset")
@@ -232,15 +259,15 @@ def run(args: argparse.Namespace) -> dict:
                     results[f"alertbridge end to end at {args.rate:g}/s"] = {**row, "rss_mb": rss_mb(pid)[1]}
             if "v3" in args.only:
                 port = free_port()
-                with alertbridge(config_file(workdir, "pagerduty-agent.yaml", True), port, env, workdir / "v3"):
+                with alertbridge(config_file(workdir, "pagerduty-agent.yaml", True), port, env, workdir / "v3") as pid:
                     results["alertbridge signed PagerDuty V3 ingest, paused"] = load(
-                        "closed", port, "/webhooks/pagerduty", args, kind="pagerduty"
+                        "closed", port, "/webhooks/pagerduty", args, kind="pagerduty", server=pid
                     )
             if "mixed" in args.only:
                 port = free_port()
-                with alertbridge(config_file(workdir, "team-routing.yaml", True), port, env, workdir / "mixed"):
+                with alertbridge(config_file(workdir, "team-routing.yaml", True), port, env, workdir / "mixed") as pid:
                     results["alertbridge mixed Slack/GitHub/PagerDuty/incident.io ingest, paused"] = load(
-                        "closed", port, "/", args, kind="mixed"
+                        "closed", port, "/", args, kind="mixed", server=pid
                     )
             for replicas in (1, 2):
                 if f"pg{replicas}" not in args.only:
@@ -257,7 +284,7 @@ def run(args: argparse.Namespace) -> dict:
                         ]
                         joined = ",".join(map(str, ports))
                         if paused:
-                            row = load("closed", joined, thena_path, args)
+                            row = load("closed", joined, thena_path, args, server=pids[0] if replicas == 1 else None)
                             results[f"{name}, ingest, delivery paused"] = {**row, "rss_mb": rss_mb(pids[0])[1]}
                         else:
                             row = load("open", joined, thena_path, args)
@@ -277,8 +304,9 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; {args.connections} connections, {args.duration:g} s per row.",
         "",
-        "| row | requests/s | of hello-world | p50 ms | p99 ms | errors | peak RSS MB | end-to-end p50 / p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| row | requests/s | of hello-world | server CPU µs/request | p50 ms | p99 ms | errors | peak RSS MB |"
+        " end-to-end p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in results.items():
         if name == "sync":
@@ -290,9 +318,10 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
             else ("none delivered" if e2e_row else "")
         )
         rss = f"{row['rss_mb']:.0f}" if "rss_mb" in row else ""
+        cpu = f"{row['cpu_us']:.0f}" if "cpu_us" in row else ""
         lines.append(
-            f"| {name} | {row['rate']:.0f} | {row['rate'] / ceiling:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-            f"| {row['errors']} | {rss} | {e2e_text} |"
+            f"| {name} | {row['rate']:.0f} | {row['rate'] / ceiling:.2f} | {cpu} | {row['p50_ms']:.1f} "
+            f"| {row['p99_ms']:.1f} | {row['errors']} | {rss} | {e2e_text} |"
         )
     sync = results.get("sync")
     if sync:

@@ -461,6 +461,34 @@ async def test_a_claim_walks_the_due_index_in_order_whatever_the_statistics(stor
     assert [d.id for d in claimed] == [delivery(i * 10, "").id for i in range(1, 51)]  # each order key's head
 
 
+@pytest.mark.skipif(POSTGRES, reason="the PostgreSQL claim has its own test above")
+async def test_a_sqlite_claim_walks_the_due_index_in_order(store: Store, store_url: str) -> None:
+    """Pending and lapsed claims in one statement (an OR) made SQLite read, check and sort every due row
+    before the limit, so a claim cost more the larger the backlog. Each must stop at its limit."""
+    import sqlite3
+
+    from alertbridge.store.sqlite import _DUE, _LAPSED, path_of
+
+    await store.add_events([event(i) for i in range(1, 301)])
+    batch = [
+        Decided(event(i).id, "routed", [], [delivery(i * 10 + n, event(i).id, order=f"o{i % 50}") for n in range(10)])
+        for i in range(1, 301)
+    ]
+    await store.record_decisions(batch, 0)
+    conn = sqlite3.connect(path_of(store_url))
+    try:
+        for query, index in ((_DUE, "deliveries_pending"), (_LAPSED, "deliveries_claimed")):
+            plan = "\n".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, {"now": 1, "scan": 128}))
+            assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        conn.close()
+    claimed = await store.claim_deliveries(now=1, lease=100, limit=100, capacity={})
+    assert [d.id for d in claimed] == [delivery(i * 10, "").id for i in range(1, 51)]  # each order key's head
+    # Those claims lapse unrecorded (their dispatcher died): they are due again, before anything newer.
+    again = await store.claim_deliveries(now=200, lease=100, limit=60, capacity={})
+    assert [d.id for d in again][:50] == [d.id for d in claimed]
+
+
 @only_postgres
 async def test_a_rate_limit_holds_across_replicas(store: Store, replica: Store) -> None:
     await store.add_events([event(1)])

@@ -631,6 +631,32 @@ def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, 
     return released
 
 
+def _claimable(due: str, order: str, index: str) -> str:
+    """Deliveries that are `due`, walked in `order` along `index` so that a claim stops at its limit.
+    Both kinds of due in one statement (an OR) made SQLite read and sort every due row with its
+    order check before the limit: a claim grew with the backlog, and a storm fed on itself.
+
+    One waits while an earlier delivery with its order key is unfinished; earlier means of an
+    earlier event, then made earlier (the router may write a later event's deliveries first)."""
+    return (
+        "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data"
+        f" FROM deliveries d INDEXED BY {index} JOIN events e ON e.id = d.event_id WHERE {due}"
+        "   AND (d.order_key IS NULL OR NOT EXISTS ("
+        "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key"
+        "       AND p.status IN ('pending', 'in_flight', 'waiting') AND (p.event_seq, p.seq) < (d.event_seq, d.seq)))"
+        f" ORDER BY {order} LIMIT :scan"
+    )
+
+
+_DUE = _claimable(
+    "d.status = 'pending' AND d.next_attempt_at <= :now", "d.next_attempt_at, d.seq", "deliveries_pending"
+)
+# In flight past its lease: the process died mid-send (or stalled), and the claim is taken again.
+_LAPSED = _claimable(
+    "d.status = 'in_flight' AND d.claimed_until <= :now", "d.claimed_until, d.seq", "deliveries_claimed"
+)
+
+
 class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.path = path_of(url)
@@ -781,20 +807,9 @@ class SQLiteStore:
         """
 
         def claim(conn: sqlite3.Connection) -> list[Delivery]:
-            rows = conn.execute(
-                "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
-                " JOIN events e ON e.id = d.event_id"
-                " WHERE ((d.status = 'pending' AND d.next_attempt_at <= :now)"
-                "     OR (d.status = 'in_flight' AND d.claimed_until <= :now))"
-                "   AND (d.order_key IS NULL OR NOT EXISTS ("
-                # Earlier means of an earlier event (then made earlier): replicas, or one replica's
-                # concurrent transactions, may write a later event's deliveries first.
-                "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key"
-                "       AND p.status IN ('pending', 'in_flight', 'waiting')"
-                "       AND (p.event_seq, p.seq) < (d.event_seq, d.seq)))"
-                " ORDER BY d.next_attempt_at, d.seq LIMIT :scan",
-                {"now": now, "scan": max(limit * 4, 64)},
-            ).fetchall()
+            params = {"now": now, "scan": max(limit * 4, 64)}
+            rows = conn.execute(_LAPSED, params).fetchall() + conn.execute(_DUE, params).fetchall()
+            rows.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
             left = dict(capacity)
             chosen: list[sqlite3.Row] = []
             for row in rows:
