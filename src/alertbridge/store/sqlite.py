@@ -632,15 +632,16 @@ def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, 
 
 
 def _claimable(due: str, order: str, index: str) -> str:
-    """Deliveries that are `due`, walked in `order` along `index` so that a claim stops at its limit.
+    """(seq, target, next attempt) of deliveries that are `due`, walked in `order` along `index` so
+    that a claim stops at its limit.
+
     Both kinds of due in one statement (an OR) made SQLite read and sort every due row with its
     order check before the limit: a claim grew with the backlog, and a storm fed on itself.
 
     One waits while an earlier delivery with its order key is unfinished; earlier means of an
     earlier event, then made earlier (the router may write a later event's deliveries first)."""
     return (
-        "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data"
-        f" FROM deliveries d INDEXED BY {index} JOIN events e ON e.id = d.event_id WHERE {due}"
+        f"SELECT d.seq, d.target, d.next_attempt_at FROM deliveries d INDEXED BY {index} WHERE {due}"
         "   AND (d.order_key IS NULL OR NOT EXISTS ("
         "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key"
         "       AND p.status IN ('pending', 'in_flight', 'waiting') AND (p.event_seq, p.seq) < (d.event_seq, d.seq)))"
@@ -808,26 +809,36 @@ class SQLiteStore:
 
         def claim(conn: sqlite3.Connection) -> list[Delivery]:
             params = {"now": now, "scan": max(limit * 4, 64)}
-            rows = conn.execute(_LAPSED, params).fetchall() + conn.execute(_DUE, params).fetchall()
-            rows.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
+            due = conn.execute(_LAPSED, params).fetchall() + conn.execute(_DUE, params).fetchall()
+            due.sort(key=lambda row: (row[2], row[0]))
             left = dict(capacity)
-            chosen: list[sqlite3.Row] = []
-            for row in rows:
+            chosen: list[int] = []
+            for seq, target, _ in due:
                 if len(chosen) >= limit:
                     break
-                target = row["target"]
                 if target in left:
                     if left[target] <= 0:
                         continue
                     left[target] -= 1
-                chosen.append(row)
+                chosen.append(seq)
+            if not chosen:
+                return []
+            # Only the chosen rows are read whole: the scan above may pass over many (a paced target's).
+            marks = ", ".join("?" * len(chosen))
+            rows = conn.execute(
+                "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
+                f" JOIN events e ON e.id = d.event_id WHERE d.seq IN ({marks})",
+                chosen,
+            ).fetchall()
             token = uuid.uuid4().hex
-            for row in chosen:
-                conn.execute(
-                    "UPDATE deliveries SET status = 'in_flight', claim = ?, claimed_until = ? WHERE id = ?",
-                    (token, now + lease, row["id"]),
-                )
-            return [Delivery(**{**_delivery(row).__dict__, "status": "in_flight", "claim": token}) for row in chosen]
+            conn.execute(
+                f"UPDATE deliveries SET status = 'in_flight', claim = ?, claimed_until = ? WHERE seq IN ({marks})",
+                [token, now + lease, *chosen],
+            )
+            by_seq = {row["seq"]: row for row in rows}
+            return [
+                Delivery(**{**_delivery(by_seq[seq]).__dict__, "status": "in_flight", "claim": token}) for seq in chosen
+            ]
 
         return await self._write(claim)
 
