@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
 
@@ -88,6 +89,70 @@ async def test_events_are_idempotent_on_their_delivery_key(store: Store) -> None
     assert first[0].duplicate_of is None
     assert again[0].duplicate_of == event(1).id
     assert [e.id for e in await store.unrouted_events(10)] == [event(1).id]
+
+
+async def test_a_large_commit_stores_each_delivery_key_once_across_statements(store: Store) -> None:
+    """A group commit's events go in as few statements as the database takes: keys repeated across
+    those statements, within one request and from an earlier commit are each stored once."""
+    earlier = [event(n, f"key{n}") for n in range(0, 1500, 7)]
+    await store.add_events(earlier)
+    wanted = [event(10_000 + n, f"key{n % 1300}") for n in range(1600)]  # keys 0-299 come twice
+    results = await store.add_events(wanted)
+    first = {e.delivery_key: e.id for e in earlier}
+    for e, stored in zip(wanted, results, strict=True):
+        if e.delivery_key in first:
+            assert stored.duplicate_of == first[e.delivery_key], e.delivery_key
+        else:
+            assert stored.duplicate_of is None, e.delivery_key
+            first[e.delivery_key] = e.id
+    assert len(first) == 1300 + len([n for n in range(1300, 1500, 7)])
+    assert sorted(e.id for e in await store.unrouted_events(5000)) == sorted(first.values())
+
+
+def event_rows(events: list[Event]) -> list[tuple]:
+    return [(e.id, e.org, e.endpoint, e.source, e.kind, e.delivery_key, None, e.received_at, b"{}") for e in events]
+
+
+@pytest.mark.skipif(POSTGRES, reason="the limit on statement parameters is SQLite's")
+async def test_sqlite_before_3_32_takes_a_large_commit_too(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes 999 parameters a statement (Debian 10, Ubuntu 20.04, RHEL 8)."""
+    from alertbridge.store.sqlite import _connect, _insert_events, _Job, migrate
+
+    conn = _connect(str(tmp_path / "old.db"))
+    migrate(conn)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    loop = asyncio.get_running_loop()
+    rows = event_rows([event(n) for n in range(400)])
+    jobs = [
+        _Job(None, loop.create_future(), loop, events=rows[:200]),
+        _Job(None, loop.create_future(), loop, rows[200:]),
+    ]
+    conn.execute("BEGIN")
+    results = _insert_events(conn, jobs, [0, 1])
+    conn.execute("COMMIT")
+    assert [len(r) for r in results] == [200, 200] and all(s.duplicate_of is None for r in results for s in r)
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 400
+    conn.close()
+
+
+@pytest.mark.skipif(POSTGRES, reason="SQLite's writer thread")
+async def test_a_failed_insert_answers_every_request_of_the_commit(tmp_path: Path) -> None:
+    """The events of a group commit go in together, so when they fail, each waiting request is told
+    (and the writer goes on); before, two requests in a failed commit stopped the writer for good."""
+    from alertbridge.store.sqlite import _connect, _Job, _Writer, migrate
+
+    path = str(tmp_path / "a.db")
+    conn = _connect(path)
+    migrate(conn)
+    loop = asyncio.get_running_loop()
+    good = event_rows([event(1)])
+    bad = [(row[0], None, *row[2:]) for row in event_rows([event(2)])]  # no org: the database refuses it
+    jobs = [_Job(None, loop.create_future(), loop, events=good), _Job(None, loop.create_future(), loop, events=bad)]
+    _Writer(path)._commit(conn, jobs)
+    await asyncio.gather(*(job.future for job in jobs), return_exceptions=True)
+    assert all(isinstance(job.future.exception(), sqlite3.IntegrityError) for job in jobs)
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0 and not conn.in_transaction
+    conn.close()
 
 
 async def test_a_routing_batch_is_recorded_whole_with_keys_used_once(store: Store) -> None:

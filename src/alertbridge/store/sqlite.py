@@ -404,9 +404,10 @@ class _Writer(threading.Thread):
             conn.execute("BEGIN IMMEDIATE")
             inserts = [i for i, job in enumerate(batch) if job.events is not None]
             if inserts:
-                for i, result in zip(
-                    inserts, _savepoint(conn, lambda: _insert_events(conn, batch, inserts)), strict=True
-                ):
+                results = _savepoint(conn, lambda: _insert_events(conn, batch, inserts))
+                if len(results) != len(inserts):  # the insert failed as a whole: each request is told so
+                    results = results[:1] * len(inserts)
+                for i, result in zip(inserts, results, strict=True):
                     outcomes[i] = result
             for i, job in enumerate(batch):
                 if job.fn is not None:
@@ -466,8 +467,14 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
 
 _EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
-# Rows per statement: 9 parameters each stays far below SQLite's limit of 32766.
+# Rows per statement, at most; fewer where the SQLite library takes fewer parameters (999 before 3.32).
 _EVENTS_PER_STATEMENT = 512
+
+
+def _per_statement(conn: sqlite3.Connection, parameters_each: int, fixed: int = 0) -> int:
+    """How many items of `parameters_each` parameters one statement can carry, with `fixed` others."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(_EVENTS_PER_STATEMENT, (limit - fixed) // parameters_each))
 
 
 def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[int]) -> list[list[Stored]]:
@@ -489,8 +496,9 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
                 new_rows.append(row)
                 stored.append(Stored(row[0], None))
         results.append(stored)
-    for start in range(0, len(new_rows), _EVENTS_PER_STATEMENT):
-        chunk = new_rows[start : start + _EVENTS_PER_STATEMENT]
+    size = _per_statement(conn, 9)
+    for start in range(0, len(new_rows), size):
+        chunk = new_rows[start : start + size]
         conn.execute(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([_EVENT_VALUES] * len(chunk))}"
             " ON CONFLICT (org, endpoint, delivery_key) DO NOTHING",
@@ -505,10 +513,11 @@ def _stored_ids(conn: sqlite3.Connection, rows: list[tuple]) -> dict[tuple[str, 
     for row in rows:
         keys_by_endpoint.setdefault((row[1], row[2]), set()).add(row[5])
     found: dict[tuple[str, str, str], str] = {}
+    size = _per_statement(conn, 1, fixed=2)
     for (org, endpoint), keys in keys_by_endpoint.items():
         listed = sorted(keys)
-        for start in range(0, len(listed), _EVENTS_PER_STATEMENT):
-            chunk = listed[start : start + _EVENTS_PER_STATEMENT]
+        for start in range(0, len(listed), size):
+            chunk = listed[start : start + size]
             for key, event_id in conn.execute(
                 "SELECT delivery_key, id FROM events WHERE org = ? AND endpoint = ?"
                 f" AND delivery_key IN ({', '.join('?' * len(chunk))})",
