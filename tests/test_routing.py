@@ -166,12 +166,16 @@ def test_the_sandbox_refuses_unsafe_access() -> None:
         templates.render("{{ ''.__class__.__mro__[1].__subclasses__() }}", {"event": {}, "labels": {}})
 
 
-def test_a_key_is_read_before_a_dict_method_of_the_same_name() -> None:
+def test_dict_methods_still_win_over_keys_of_the_same_name() -> None:
+    """Keys are read without the sandbox's attribute attempt, but not where they hide a method: a
+    payload with a key `get` must not break a template calling `.get`."""
     templates = Templates({})
-    context = {"event": {"labels": {"items": "3 pods", "keys": None}}, "labels": {"items": "3 pods"}}
-    assert templates.render("{{ labels.items }}", context) == "3 pods"
-    assert templates.render("{{ event.labels.keys }}", context) is None
-    # methods stay reachable where no key hides them, and the sandbox still guards everything else
-    assert templates.render("{{ labels.get('items') }}", context) == "3 pods"
+    context = {"event": {"raw": {"get": "x", "summary": "disk full"}}, "labels": {"items": "3 pods", "zone": "eu"}}
+    assert templates.render("{{ event.raw.get('summary') }}", context) == "disk full"
+    assert templates.render("{{ labels.zone }}", context) == "eu"
+    assert templates.render("{{ labels['items'] }}", context) == "3 pods"
+    assert templates.render("{% for k, v in labels.items() %}{{ k }}={{ v }};{% endfor %}", context) == (
+        "items=3 pods;zone=eu;"
+    )
     with pytest.raises(RenderError):
         templates.render("{{ labels.__class__.__mro__ }}", context)

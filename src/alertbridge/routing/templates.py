@@ -23,16 +23,27 @@ class RenderError(Exception):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, reading `a.b` on a dict as the item first.
+    """The sandbox, reading `a.b` on a dict as the item straight away when `b` names no attribute.
 
     Every variable templates see is a dict, and the sandbox tries the attribute first: each
-    `event.title` raised and caught an AttributeError, most of a small template's cost. A key is
-    data, never a method, so reading it needs no safety check; `labels.items` is the label."""
+    `event.title` raised and caught an AttributeError, most of a small template's cost. Where `b`
+    is also an attribute of the dict's class (`items`, `get`), the attribute still wins, as before:
+    a sender's payload with a key `get` must not break `event.raw.get('x')`."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
+        if isinstance(obj, dict) and attribute in obj and attribute not in _attributes_of(type(obj)):
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+
+_ATTRIBUTES: dict[type, frozenset[str]] = {}
+
+
+def _attributes_of(cls: type) -> frozenset[str]:
+    names = _ATTRIBUTES.get(cls)
+    if names is None:
+        names = _ATTRIBUTES[cls] = frozenset(dir(cls))
+    return names
 
 
 def _lookup(value: Any, table: Mapping[str, Any], default: Any = None) -> Any:
