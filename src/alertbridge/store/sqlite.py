@@ -478,10 +478,9 @@ def _per_statement(conn: sqlite3.Connection, parameters_each: int, fixed: int = 
 
 
 def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[int]) -> list[list[Stored]]:
-    """Every waiting request's events in a few statements; redeliveries point at the first copy.
-
-    A statement at a time, not a row at a time: each statement hands the GIL to the event loop and
-    back, and the loop is busy answering requests, so a statement per row made commits crawl."""
+    """Every waiting request's events in a few statements, not a statement per row (less Python in
+    the writer thread, which shares the interpreter lock with the loop); redeliveries point at the
+    first copy."""
     first = _stored_ids(conn, [row for i in indexes for row in batch[i].events or []])
     new_rows = []
     results: list[list[Stored]] = []
