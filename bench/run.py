@@ -236,12 +236,12 @@ def run(args: argparse.Namespace) -> dict:
                     results["alertbridge ingest, delivery paused"] = {**row, "rss_mb": rss_mb(pid)[1]}
             if "parts" in args.only:
                 # Diagnostics, not ways to run it: the same row with the router, then the store too, switched off.
+                config = config_file(workdir, "thena-pagerduty.yaml", True)
                 for without, name in (
                     ("router", "diagnostic: the same, router off (nothing routed)"),
                     ("router,store", "diagnostic: the same, router and store off (nothing kept)"),
                 ):
                     port = free_port()
-                    config = config_file(workdir, "thena-pagerduty.yaml", True)
                     with alertbridge(config, port, env, workdir / without, without=without) as pid:
                         results[name] = load("closed", port, thena_path, args, server=pid)
             if "delivering" in args.only:

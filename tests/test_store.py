@@ -109,20 +109,16 @@ async def test_a_large_commit_stores_each_delivery_key_once_across_statements(st
     assert sorted(e.id for e in await store.unrouted_events(5000)) == sorted(first.values())
 
 
-def event_rows(events: list[Event]) -> list[tuple]:
-    return [(e.id, e.org, e.endpoint, e.source, e.kind, e.delivery_key, None, e.received_at, b"{}") for e in events]
-
-
 @pytest.mark.skipif(POSTGRES, reason="the limit on statement parameters is SQLite's")
 async def test_sqlite_before_3_32_takes_a_large_commit_too(tmp_path: Path) -> None:
     """SQLite before 3.32 takes 999 parameters a statement (Debian 10, Ubuntu 20.04, RHEL 8)."""
-    from alertbridge.store.sqlite import _connect, _insert_events, _Job, migrate
+    from alertbridge.store.sqlite import _connect, _event_values, _insert_events, _Job, migrate
 
     conn = _connect(str(tmp_path / "old.db"))
     migrate(conn)
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
     loop = asyncio.get_running_loop()
-    rows = event_rows([event(n) for n in range(400)])
+    rows = [_event_values(event(n)) for n in range(400)]
     jobs = [
         _Job(None, loop.create_future(), loop, events=rows[:200]),
         _Job(None, loop.create_future(), loop, rows[200:]),
@@ -139,14 +135,14 @@ async def test_sqlite_before_3_32_takes_a_large_commit_too(tmp_path: Path) -> No
 async def test_a_failed_insert_answers_every_request_of_the_commit(tmp_path: Path) -> None:
     """The events of a group commit go in together, so when they fail, each waiting request is told
     (and the writer goes on); before, two requests in a failed commit stopped the writer for good."""
-    from alertbridge.store.sqlite import _connect, _Job, _Writer, migrate
+    from alertbridge.store.sqlite import _connect, _event_values, _Job, _Writer, migrate
 
     path = str(tmp_path / "a.db")
     conn = _connect(path)
     migrate(conn)
     loop = asyncio.get_running_loop()
-    good = event_rows([event(1)])
-    bad = [(row[0], None, *row[2:]) for row in event_rows([event(2)])]  # no org: the database refuses it
+    good = [_event_values(event(1))]
+    bad = [(row[0], None, *row[2:]) for row in [_event_values(event(2))]]  # no org: the database refuses it
     jobs = [_Job(None, loop.create_future(), loop, events=good), _Job(None, loop.create_future(), loop, events=bad)]
     _Writer(path)._commit(conn, jobs)
     await asyncio.gather(*(job.future for job in jobs), return_exceptions=True)

@@ -82,16 +82,13 @@ def to_dict(event: Event) -> dict[str, Any]:
     most of the cost for a large payload."""
     raw = event.raw
     # omit_defaults drops empty fields; templates want them present as None/empty.
-    result: dict[str, Any] = {**_ABSENT, **msgspec.to_builtins(event if raw is None else _without_raw(event))}
+    shallow = event if raw is None else msgspec.structs.replace(event, raw=None)
+    result: dict[str, Any] = {**_ABSENT, **msgspec.to_builtins(shallow)}
     for name, empty in _CONTAINERS.items():
         if result[name] is None:
             result[name] = empty()
     result["raw"] = raw
     return result
-
-
-def _without_raw(event: Event) -> Event:
-    return msgspec.structs.replace(event, raw=None)
 
 
 # Other names an object goes by, carried in `identifiers`: a PagerDuty incident is also its

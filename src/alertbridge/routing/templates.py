@@ -8,6 +8,7 @@ paging with an empty summary.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,14 +37,9 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-_ATTRIBUTES: dict[type, frozenset[str]] = {}
-
-
+@functools.cache
 def _attributes_of(cls: type) -> frozenset[str]:
-    names = _ATTRIBUTES.get(cls)
-    if names is None:
-        names = _ATTRIBUTES[cls] = frozenset(dir(cls))
-    return names
+    return frozenset(dir(cls))
 
 
 def _lookup(value: Any, table: Mapping[str, Any], default: Any = None) -> Any:

@@ -467,6 +467,23 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
 
 _EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
+
+
+def _event_values(e: Event) -> tuple:
+    """An event's values for `_EVENT_VALUES`, in its order."""
+    return (
+        e.id,
+        e.org,
+        e.endpoint,
+        e.source,
+        e.kind,
+        e.delivery_key,
+        e.subject.id if e.subject else None,
+        e.received_at,
+        ev.encode(e),
+    )
+
+
 # Rows per statement, at most; fewer where the SQLite library takes fewer parameters (999 before 3.32).
 _EVENTS_PER_STATEMENT = 512
 
@@ -495,7 +512,7 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
                 new_rows.append(row)
                 stored.append(Stored(row[0], None))
         results.append(stored)
-    size = _per_statement(conn, 9)
+    size = _per_statement(conn, _EVENT_VALUES.count("?"))
     for start in range(0, len(new_rows), size):
         chunk = new_rows[start : start + size]
         conn.execute(
@@ -743,21 +760,7 @@ class SQLiteStore:
     async def add_events(self, events: Sequence[Event]) -> list[Stored]:
         if self._writer is None:
             raise StoreUnavailable("the store is not open")
-        rows = [
-            (
-                e.id,
-                e.org,
-                e.endpoint,
-                e.source,
-                e.kind,
-                e.delivery_key,
-                e.subject.id if e.subject else None,
-                e.received_at,
-                ev.encode(e),
-            )
-            for e in events
-        ]
-        return await self._writer.submit_events(rows)
+        return await self._writer.submit_events([_event_values(e) for e in events])
 
     # ---- router
 
@@ -831,22 +834,19 @@ class SQLiteStore:
                 chosen.append(seq)
             if not chosen:
                 return []
-            # Only the chosen rows are read whole: the scan above may pass over many (a paced target's).
             marks = ", ".join("?" * len(chosen))
+            conn.execute(
+                f"UPDATE deliveries SET status = 'in_flight', claim = ?, claimed_until = ? WHERE seq IN ({marks})",
+                [uuid.uuid4().hex, now + lease, *chosen],
+            )
+            # Only the chosen rows are read whole: the scan above may pass over many (a paced target's).
             rows = conn.execute(
                 "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
                 f" JOIN events e ON e.id = d.event_id WHERE d.seq IN ({marks})",
                 chosen,
             ).fetchall()
-            token = uuid.uuid4().hex
-            conn.execute(
-                f"UPDATE deliveries SET status = 'in_flight', claim = ?, claimed_until = ? WHERE seq IN ({marks})",
-                [token, now + lease, *chosen],
-            )
             by_seq = {row["seq"]: row for row in rows}
-            return [
-                Delivery(**{**_delivery(by_seq[seq]).__dict__, "status": "in_flight", "claim": token}) for seq in chosen
-            ]
+            return [_delivery(by_seq[seq]) for seq in chosen]
 
         return await self._write(claim)
 
