@@ -24,6 +24,7 @@ from alertbridge.config import (
     TargetConfig,
     TeamConfig,
     errors_of,
+    format_loc,
 )
 from alertbridge.events import Event
 from alertbridge.routing.routes import NAMED_FILTERS
@@ -131,8 +132,8 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
     table_users: dict[str, str] = {}  # table → the first action that takes its target from it
     for i, route in enumerate(config.routes):
         loc: tuple[Any, ...] = ("routes", i)
-        for path in route.match:
-            message = match_path_problem(path, teams)
+        for path, spec in route.match.items():
+            message = match_path_problem(path, teams) or _match_value_problem(config, path, spec)
             if message:
                 problems.append(((*loc, "match", path), message))
         for j, action in enumerate(route.actions):
@@ -143,7 +144,7 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
                     problems.append(((*aloc, field_name), message))
             if "{" in action.target:
                 for table in tables_read(templates, action.target):
-                    table_users.setdefault(table, format_where(aloc, "target"))
+                    table_users.setdefault(table, format_loc((*aloc, "target")))
                 continue  # which target is chosen per event; its table is checked below
             problems += _action_problems(aloc, action.target, action.action, action.fields, types, names, "target")
             on_dead = action.fields.get("on_dead")
@@ -234,6 +235,24 @@ def match_path_problem(path: str, teams: bool = True) -> str | None:
     return None
 
 
+def _match_value_problem(config: Config, path: str, spec: Any) -> str | None:
+    """A route that asks for an endpoint or a source that nothing can be, so it never matches."""
+    from alertbridge import sources
+
+    if path == "source":
+        known = sources.names()
+    elif path == "endpoint" and config.endpoints:  # with none in the file, they are made through the API
+        known = [e.name for e in config.endpoints]
+    else:
+        return None
+    if isinstance(spec, dict) and len(spec) == 1:
+        spec = spec.get("equals", spec.get("one_of"))
+    for value in spec if isinstance(spec, list) else [spec]:
+        if isinstance(value, str) and value.casefold() not in {k.casefold() for k in known}:
+            return f"no {path} is called {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})"
+    return None
+
+
 def template_problems(templates: Templates, source: str, extra: Sequence[str] = ()) -> list[str]:
     """Names a template reads that nothing provides, and event fields no event has."""
     if "{" not in source:
@@ -292,9 +311,3 @@ def _templates_in(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from _templates_in(v, where)
-
-
-def format_where(loc: Sequence[Any], last: str) -> str:
-    from alertbridge.config import format_loc
-
-    return format_loc((*loc, last))
