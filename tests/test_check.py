@@ -177,6 +177,18 @@ def test_a_table_that_chooses_the_target_must_name_targets(tmp_path: Path) -> No
     assert check(tmp_path, looked_up)[1][0] == error
 
 
+def test_a_failure_alert_names_a_target_and_an_action_it_has(tmp_path: Path) -> None:
+    text = HEAD.replace(
+        "routes:", "delivery:\n  failure_alert:\n    actions:\n      - {target: pagerduty-a, action: page}\nroutes:"
+    )
+    code, errors, path = check(tmp_path, text + "    actions: []\n")
+    assert code == 1
+    assert errors[0] == (
+        f"{path}:{line_of(text, 'action: page')}: delivery.failure_alert.actions[0].action: pagerduty_events has no"
+        " action 'page'; it has: trigger, acknowledge, resolve"
+    )
+
+
 def test_fields_that_events_can_have_are_accepted(tmp_path: Path) -> None:
     text = HEAD + (
         "      labels.anything: x\n"

@@ -158,6 +158,13 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
                     problems += _action_problems(
                         (*aloc, "on_dead"), on_dead["target"], str(on_dead.get("action")), dead, types, names, "target"
                     )
+    for n, spec in enumerate(config.delivery.failure_alert.actions):  # plain text with {target} and {reason}
+        aloc = ("delivery", "failure_alert", "actions", n)
+        if not isinstance(spec.get("target"), str):
+            problems.append((aloc, "a failure alert action needs a `target` (a configured target) and an `action`"))
+            continue
+        fields = {k: v for k, v in spec.items() if k not in ("target", "action")}
+        problems += _action_problems(aloc, spec["target"], str(spec.get("action")), fields, types, names, "target")
     for table, user in table_users.items():
         for key, value in config.tables.get(table, {}).items():
             if isinstance(value, str) and value not in names:
