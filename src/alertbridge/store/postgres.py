@@ -406,7 +406,16 @@ class PostgresStore:
             self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
 
     async def open_existing(self) -> bool:
-        """A small pool and nothing else: no migration, no writers, no listener."""
+        """A small pool and nothing else: no migration, no writers, no listener. One connection first,
+        so a database that is not there fails at once instead of after the pool's wait."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
+                cursor = await conn.execute("SELECT to_regclass('deliveries') IS NOT NULL")
+                found = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        if not (found and found[0]):
+            return False
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url,
             min_size=1,
@@ -422,8 +431,7 @@ class PostgresStore:
             await pool.close()
             raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
         self._pool = pool
-        row = await self._one("SELECT to_regclass('deliveries') IS NOT NULL AS present")
-        return bool(row and row["present"])
+        return True
 
     async def deliveries_with_keys(self, org: str, keys: Sequence[str]) -> dict[str, str]:
         rows = await self._all(
