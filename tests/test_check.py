@@ -13,6 +13,8 @@ from .conftest import free_port
 
 HEAD = """\
 tables:
+  assignee_group:
+    alice@example.com: A
   group_target:
     A: pagerduty-a
     B: pagerduty-b
@@ -105,6 +107,14 @@ MISTAKES = [
         "did you mean `title`?",
     ),
     (
+        "    actions:\n      - target: pagerduty-a\n        action: trigger\n"
+        "        summary: \"{{ labels.g | lookup('grup_target') }}\"\n",
+        "summary:",
+        "routes[0].actions[0].summary",
+        "no table named 'grup_target'",
+        "did you mean `group_target`?",
+    ),
+    (
         "    actions:\n      - target: pagerduty-aa\n        action: trigger\n",
         "target: pagerduty-aa",
         "routes[0].actions[0].target",
@@ -144,6 +154,7 @@ MISTAKES = [
         "match-subfield",
         "template-variable",
         "template-event-field",
+        "template-table",
         "target",
         "required-field",
         "match-source",

@@ -55,7 +55,7 @@ TEAM_FIELDS = ("name", "org", "matched_by", "identifier", "slack_channel")  # te
 
 
 def did_you_mean(word: str, options: Sequence[str]) -> str:
-    """' (did you mean `x`?)' for the closest option, or '' when none is close."""
+    """'; did you mean `x`?' for the closest option, or '' when none is close: a typo fixed at a glance."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     if not close:  # `trigger_incident` for `trigger`: a known name inside the word
         close = [o for o in sorted(options, key=len, reverse=True) if len(o) > 2 and o in word][:1]
@@ -146,7 +146,7 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
                 for table in tables_read(templates, action.target):
                     table_users.setdefault(table, format_loc((*aloc, "target")))
                 continue  # which target is chosen per event; its table is checked below
-            problems += _action_problems(aloc, action.target, action.action, action.fields, types, names, "target")
+            problems += _action_problems(aloc, action.target, action.action, action.fields, types, names)
             on_dead = action.fields.get("on_dead")
             if on_dead is not None:
                 if not isinstance(on_dead, dict) or not isinstance(on_dead.get("target"), str):
@@ -156,7 +156,7 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
                 else:
                     dead = {k: v for k, v in on_dead.items() if k not in ("target", "action")}
                     problems += _action_problems(
-                        (*aloc, "on_dead"), on_dead["target"], str(on_dead.get("action")), dead, types, names, "target"
+                        (*aloc, "on_dead"), on_dead["target"], str(on_dead.get("action")), dead, types, names
                     )
     for n, spec in enumerate(config.delivery.failure_alert.actions):  # plain text with {target} and {reason}
         aloc = ("delivery", "failure_alert", "actions", n)
@@ -164,7 +164,7 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
             problems.append((aloc, "a failure alert action needs a `target` (a configured target) and an `action`"))
             continue
         fields = {k: v for k, v in spec.items() if k not in ("target", "action")}
-        problems += _action_problems(aloc, spec["target"], str(spec.get("action")), fields, types, names, "target")
+        problems += _action_problems(aloc, spec["target"], str(spec.get("action")), fields, types, names)
     for table, user in table_users.items():
         for key, value in config.tables.get(table, {}).items():
             if isinstance(value, str) and value not in names:
@@ -191,13 +191,12 @@ def _action_problems(
     fields: Mapping[str, Any],
     types: Mapping[str, str],
     names: Sequence[str],
-    target_field: str,
 ) -> list[Located]:
     """A named target that exists, an action its type has, and the fields that action needs."""
     from alertbridge import targets as target_types
 
     if target not in names:
-        return [((*loc, target_field), f"no target named {target!r}" + did_you_mean(target, names))]
+        return [((*loc, "target"), f"no target named {target!r}" + did_you_mean(target, names))]
     kind = target_types.REGISTRY.get(types.get(target, ""))
     if kind is None:
         return []  # the target itself is broken, and reported where it is declared
@@ -261,7 +260,7 @@ def _match_value_problem(config: Config, path: str, spec: Any) -> str | None:
 
 
 def template_problems(templates: Templates, source: str, extra: Sequence[str] = ()) -> list[str]:
-    """Names a template reads that nothing provides, and event fields no event has."""
+    """Names a template reads that nothing provides: variables, tables, event fields no event has."""
     if "{" not in source:
         return []
     try:
@@ -275,6 +274,12 @@ def template_problems(templates: Templates, source: str, extra: Sequence[str] = 
         for name in sorted(meta.find_undeclared_variables(tree))
         if name not in known
     ]
+    tables = list(templates.tables)
+    for table in tables_read(templates, source):
+        if table not in tables:
+            problems.append(
+                f"no table named {table!r}{did_you_mean(table, tables)} (tables: {', '.join(tables) or 'none'})"
+            )
     fields = list(Event.__struct_fields__)
     for node in tree.find_all(nodes.Getattr):
         if (
