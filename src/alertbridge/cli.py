@@ -166,14 +166,17 @@ def check(config: ConfigOption = None) -> None:
 def send(
     file: Annotated[Path, typer.Argument(help="A JSON payload as the sender would post it.")],
     endpoint: Annotated[str | None, typer.Option(help="The endpoint (by name) that receives it.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the decision; store nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen now (the store is read, never changed).")
+    ] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """Push a payload through parsing and routing, and show the decision trace and rendered actions.
 
     Without --dry-run the event is stored as if it had arrived (credentials are not checked);
-    a running alertbridge on the same store routes and delivers it.
+    a running alertbridge on the same store routes and delivers it. With it, the decision is made
+    against the store's state (once-per-ticket keys used, links, teams), which is only read.
     """
     from alertbridge.app import build_endpoints
     from alertbridge.ingress import label
