@@ -123,3 +123,24 @@ def test_send_without_a_config_says_how_to_name_one(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "pass --config FILE or set ALERTBRIDGE_CONFIG" in result.stderr
+
+
+def test_dry_run_on_a_store_not_made_yet_leaves_it_unmade(store_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL the test's database exists but has no schema: a dry run must not migrate it."""
+    payload = tmp_path / "ticket.json"
+    payload.write_text(json.dumps(ticket_event("unmade-1", "UM-1", [{"email": "hossamhafez@luciq.ai"}])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
+    args = ["send", str(payload), "--config", str(EXAMPLES / "thena-pagerduty.yaml"), "--endpoint", "thena-events"]
+    for _ in range(2):  # the second run finds the store as the first left it
+        result = subprocess.run(
+            [sys.executable, "-m", "alertbridge", *args, "--dry-run", "--store", store_url],
+            cwd=tmp_path,
+            env={**env, **seed_env()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "yet (nothing created): the decision below does not know the store's state" in result.stderr
+        assert "→ trigger on pagerduty-a" in result.stdout
+    assert not list(tmp_path.glob("*.db"))
