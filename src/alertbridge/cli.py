@@ -166,14 +166,17 @@ def check(config: ConfigOption = None) -> None:
 def send(
     file: Annotated[Path, typer.Argument(help="A JSON payload as the sender would post it.")],
     endpoint: Annotated[str | None, typer.Option(help="The endpoint (by name) that receives it.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the decision; store nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen now (the store is read, never changed).")
+    ] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """Push a payload through parsing and routing, and show the decision trace and rendered actions.
 
     Without --dry-run the event is stored as if it had arrived (credentials are not checked);
-    a running alertbridge on the same store routes and delivers it.
+    a running alertbridge on the same store routes and delivers it. With it, the decision is made
+    against the store's state (once-per-ticket keys used, links, teams), which is only read.
     """
     from alertbridge.app import build_endpoints
     from alertbridge.ingress import label
@@ -203,16 +206,19 @@ def send(
     except BadPayload as exc:
         err.print(f"[red]The payload cannot be read as {target.source.name}: {exc}[/red]")
         raise typer.Exit(1) from None
+    if dry_run:
+        from alertbridge import dryrun
+
+        url = store if store is not None else store_url(settings.store)
+        preview = asyncio.run(dryrun.preview(settings, url, events, time.time))
+        for note in preview.notes:
+            err.print(f"[yellow]{escape(note)}[/yellow]")
+        for event, decision in preview.decisions:
+            _print_decision(event, decision)
+        return
     configured = target_types.configure(settings)
     for event in events:
-        decision = decide(event, rules.routes, configured, rules.templates, time.time)
-        view = {k: v for k, v in to_dict(event).items() if k != "raw" and v not in (None, [], {})}
-        out.rule(f"event {event.kind}")
-        _json(view)
-        out.rule(f"decision: {decision.status}")
-        _print_trace(decision.trace)
-    if dry_run:
-        return
+        _print_decision(event, decide(event, rules.routes, configured, rules.templates, time.time))
 
     async def put(s: Store) -> None:
         for stored in await s.add_events(events):
@@ -222,6 +228,14 @@ def send(
                 out.print(f"stored as {stored.event_id}: a running alertbridge on this store will deliver it")
 
     _with_store(store, settings, put)
+
+
+def _print_decision(event: Any, decision: Any) -> None:
+    view = {k: v for k, v in to_dict(event).items() if k != "raw" and v not in (None, [], {})}
+    out.rule(f"event {event.kind}")
+    _json(view)
+    out.rule(f"decision: {decision.status}")
+    _print_trace(decision.trace)
 
 
 def _print_trace(trace: list[dict[str, Any]]) -> None:

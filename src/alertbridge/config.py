@@ -365,8 +365,6 @@ def errors_of(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Loca
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate and validate a configuration file, or raise `ConfigError`."""
-    from alertbridge import routing, sources, targets  # registries; imported late to avoid cycles
-
     env = os.environ if env is None else env
     path = str(path)
     try:
@@ -384,19 +382,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     if not isinstance(tree, Mapping):
         raise ConfigError(path, [Problem(1, "", "the file must be a mapping (key: value) at the top")])
 
+    from alertbridge import checks  # imported late: it reads the source, target and routing registries
+
     located: list[Located] = []
     data = _plain(tree, env, (), located)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        located += errors_of(exc)
-    else:
-        located += sources.validate_endpoints(config)
-        located += targets.validate_targets(config)
-        located += routing.validate_routes(config)
-        located += validate_teams(config)
-    if located:
-        raise ConfigError(path, [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located])
+    config, problems = checks.validate(data)
+    located += problems
+    if located or config is None:
+        found = [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located]
+        raise ConfigError(path, sorted(found, key=lambda p: p.line or 0))
     return config
 
 

@@ -126,6 +126,11 @@ class Router:
             self.on_deliveries()
         return len(events)
 
+    async def preview(self, event: Event) -> Decision:
+        """What routing would decide for this event now, writing nothing (`send --dry-run`)."""
+        _, decision = await self._echo(event)
+        return decision if decision is not None else await self._decide(event)
+
     async def _decide(self, event: Event) -> Decision:
         original = None
         in_reply_to = event.identifiers.get("in_reply_to")

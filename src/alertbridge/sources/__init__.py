@@ -37,8 +37,10 @@ def validate_endpoints(config: Config) -> list[Located]:
         seen_paths.add(endpoint.path)
         source = REGISTRY.get(endpoint.source)
         if source is None:
-            known = ", ".join(names())
-            problems.append(((*loc, "source"), f"unknown source {endpoint.source!r}; known: {known}"))
+            from alertbridge.checks import did_you_mean
+
+            known = f"known: {', '.join(names())}{did_you_mean(endpoint.source, names())}"
+            problems.append(((*loc, "source"), f"unknown source {endpoint.source!r}; {known}"))
             continue
         try:
             source.settings.model_validate(endpoint.extra)

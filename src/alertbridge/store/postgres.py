@@ -405,6 +405,40 @@ class PostgresStore:
                 log.warning("listen_lost", error=scrub(str(exc), self.url), note="polling until it is back")
             self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
 
+    async def open_existing(self) -> bool:
+        """A small pool and nothing else: no migration, no writers, no listener. One connection first,
+        so a database that is not there fails at once instead of after the pool's wait."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
+                cursor = await conn.execute("SELECT to_regclass('deliveries') IS NOT NULL")
+                found = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        if not (found and found[0]):
+            return False
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=2,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
+            open=False,
+            name="alertbridge-read",
+        )
+        try:
+            await pool.open(wait=True, timeout=15)
+        except Exception as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        self._pool = pool
+        return True
+
+    async def deliveries_with_keys(self, org: str, keys: Sequence[str]) -> dict[str, str]:
+        rows = await self._all(
+            "SELECT idempotency_key, id FROM deliveries WHERE org = %s AND idempotency_key = ANY(%s)", (org, list(keys))
+        )
+        return {row["idempotency_key"]: row["id"] for row in rows}
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -727,6 +727,30 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open {self.path}: {writer.error}")
         self._writer = writer
 
+    async def open_existing(self) -> bool:
+        """Readers only, on a file that exists and has the schema: sqlite3 would create a missing one."""
+        if not Path(self.path).is_file():
+            return False
+        found = await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+            ).fetchone()
+        )
+        return found is not None
+
+    async def deliveries_with_keys(self, org: str, keys: Sequence[str]) -> dict[str, str]:
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            for key in dict.fromkeys(keys):
+                row = conn.execute(
+                    "SELECT id FROM deliveries WHERE org = ? AND idempotency_key = ?", (org, key)
+                ).fetchone()
+                if row:
+                    found[key] = row[0]
+            return found
+
+        return await self._read(read)
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.stop()

@@ -73,7 +73,10 @@ def validate_targets(config: Config) -> list[Located]:
         seen.add(target.name)
         kind = REGISTRY.get(target.type)
         if kind is None:
-            problems.append(((*loc, "type"), f"unknown target type {target.type!r}; known: {', '.join(names())}"))
+            from alertbridge.checks import did_you_mean
+
+            known = f"known: {', '.join(names())}{did_you_mean(target.type, names())}"
+            problems.append(((*loc, "type"), f"unknown target type {target.type!r}; {known}"))
             continue
         try:
             settings = kind.settings.model_validate(target.extra)

@@ -101,6 +101,9 @@ class Target:
     order_key: Callable[[Any, str, Mapping[str, Any]], str | None] = lambda settings, action, fields: None
     # (limit, per seconds) the receiver enforces, used when the target config sets none.
     default_rate_limit: tuple[int, float] | None = None
+    # Fields an action cannot be sent without, checked by `alertbridge check`: action -> entries,
+    # each a tuple of alternatives of which one must be given (`("assignee_ids", "escalation_policy_id")`).
+    required: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # Settings that name another target (checked at load time), e.g. a forward's `notes_to`.
     refers_to: tuple[str, ...] = ()
     # The change an action makes, as (system, type, id, change): when that system's webhook

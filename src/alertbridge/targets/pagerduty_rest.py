@@ -195,5 +195,6 @@ TARGET = Target(
     classify=classify,
     order_key=order_key,
     echo=echo,
+    required={"create": (("service_id",),), "reassign": (("assignee_ids", "escalation_policy_id"),)},
     default_rate_limit=(900, 60.0),  # PagerDuty allows 960 a minute per API key
 )
