@@ -369,21 +369,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
     env = os.environ if env is None else env
     path = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(path, [Problem(None, "", f"cannot read the file: {exc.strerror}")]) from None
-    try:
-        tree = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(path, [Problem(line, "", f"not valid YAML: {exc.problem}")]) from None
-    if tree is None:
-        tree = CommentedMap()
-    if not isinstance(tree, Mapping):
-        raise ConfigError(path, [Problem(1, "", "the file must be a mapping (key: value) at the top")])
-
+    tree = _read_tree(path)
     located: list[Located] = []
     data = _plain(tree, env, (), located)
     try:
@@ -398,6 +384,49 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     if located:
         raise ConfigError(path, [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located])
     return config
+
+
+def _read_tree(path: str) -> Mapping[Any, Any]:
+    """The file's YAML tree (with its line numbers), or `ConfigError` if it cannot be read as a mapping."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(path, [Problem(None, "", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        tree = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(path, [Problem(line, "", f"not valid YAML: {exc.problem}")]) from None
+    if tree is None:
+        tree = CommentedMap()
+    if not isinstance(tree, Mapping):
+        raise ConfigError(path, [Problem(1, "", "the file must be a mapping (key: value) at the top")])
+    return tree
+
+
+def read_setting(path: str | Path, loc: Sequence[str], env: Mapping[str, str] | None = None) -> str | None:
+    """One string setting (`store`, `server.org`) read without validating the rest of the file.
+
+    Commands that only read the store must work during an incident on a machine where the
+    endpoints' secrets (`${WEBHOOK_TOKEN}`…) are not set: only this value's own variables must be."""
+    env = os.environ if env is None else env
+    path = str(path)
+    tree = _read_tree(path)
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if node is None:
+        return None
+    problems: list[Located] = []
+    value = _plain(node, env, tuple(loc), problems)
+    if not problems and not isinstance(value, str):
+        problems.append((tuple(loc), "must be a string"))
+    if problems:
+        raise ConfigError(path, [Problem(_line_of(tree, where), format_loc(where), msg) for where, msg in problems])
+    return str(value) or None
 
 
 def validate_teams(config: Config) -> list[Located]:
