@@ -151,13 +151,13 @@ def _text(value: Any, indent: int = 0) -> list[str]:
             return [pad + "{}"]
         lines = []
         for key, item in value.items():
-            if isinstance(item, dict | list) and item:
+            if isinstance(item, dict | list | tuple) and item:
                 lines.append(f"{pad}{key}:")
                 lines += _text(item, indent + 2)
             else:
                 lines.append(f"{pad}{key}: {_scalar(item)}")
         return lines
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         if not value:
             return [pad + "[]"]
         lines = []
@@ -170,7 +170,7 @@ def _text(value: Any, indent: int = 0) -> list[str]:
 
 
 def _scalar(value: Any) -> str:
-    if isinstance(value, dict | list):
+    if isinstance(value, dict | list | tuple):
         return json.dumps(value, default=str, ensure_ascii=False)
     if value is None:
         return "null"
@@ -426,7 +426,7 @@ def _field_table(fields: dict[str, Any]) -> None:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key, value in fields.items():
-        shown = "\n".join(_text(value)) if isinstance(value, dict | list) else _scalar(value)
+        shown = "\n".join(_text(value)) if isinstance(value, dict | list | tuple) else _scalar(value)
         table.add_row(escape(key), escape(shown))
     out.print(table)
 
