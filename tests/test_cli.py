@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import typer.main
+
+from alertbridge.cli import app
 
 from .conftest import EXAMPLES, Server, free_port, wait_until
 from .fakes.pagerduty import FakePagerDutyEvents
@@ -297,3 +300,57 @@ def test_users_create_without_a_terminal_asks_for_the_password_in_the_environmen
     )
     assert made.returncode == 0, made.stderr
     assert "a long passphrase" not in made.stdout + made.stderr
+
+
+ROOT = EXAMPLES.parent
+FENCED = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+SHELL = ("bash", "console", "sh", "shell", "")
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+# A command line: `alertbridge …` at its start, after a prompt or after VAR=value assignments.
+COMMAND = re.compile(r"^\s*(?:\$\s+)?(?:[A-Z_]+=\S*\s+)*alertbridge\s+(?P<rest>[a-z].*)$")
+LEAVE_OFF = re.compile(r"\s(#|\||>|&&).*$")  # a comment, a pipe, a redirection: not the command's
+
+
+COMMANDS = set(typer.main.get_command(app).commands)
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(page, command line) for every `alertbridge …` in README.md and docs/: shell blocks and inline code."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        lines = [(True, line) for lang, block in FENCED.findall(text) if lang in SHELL for line in block.splitlines()]
+        # Inline code is a command when it starts with one (`alertbridge event` is a PagerDuty summary).
+        lines += [(False, span) for span in CODE_SPAN.findall(text)]
+        for shell, line in lines:
+            match = COMMAND.match(line)
+            if match and (shell or match["rest"].split()[0] in COMMANDS):
+                command = LEAVE_OFF.sub("", match["rest"]).strip().rstrip("\\").strip()
+                found.append((str(page.relative_to(ROOT)), command))
+    return found
+
+
+def test_the_docs_name_the_command_one_way_and_only_commands_and_options_it_has() -> None:
+    pages = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    for page in pages:
+        text = page.read_text()
+        assert "python -m alertbridge" not in text, f"{page}: write `alertbridge …`"
+        # README's quick start says once how to get `alertbridge` on PATH; nowhere else names it otherwise.
+        assert ".venv/bin/alertbridge" not in text, f"{page}: write `alertbridge …` (the quick start says how)"
+    commands = documented_commands()
+    assert len(commands) > 30
+    root = typer.main.get_command(app)
+    wrong = []
+    for page, line in commands:
+        words, command = line.split(), root
+        while words and hasattr(command, "commands") and words[0] in command.commands:  # a group: descend
+            command = command.commands[words.pop(0)]
+        if hasattr(command, "commands"):
+            wrong.append(f"{page}: alertbridge {line}: no such command")
+            continue
+        known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        for word in words:
+            option = word.strip("[]").split("=")[0]
+            if option.startswith("-") and option not in known:
+                wrong.append(f"{page}: alertbridge {line}: {command.name} has no {option}")
+    assert not wrong, "\n".join(wrong)
