@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psycopg
 import typer.main
 
 from alertbridge.cli import app
@@ -242,6 +243,21 @@ def test_the_readers_never_create_a_store_and_say_where_they_looked(tmp_path: Pa
     assert down.returncode == 1
     assert "postgresql://ops:***@127.0.0.1:1/alertbridge" in down.stderr and "from --store" in down.stderr
     assert "hunter2-pw" not in down.stderr + down.stdout
+
+
+def test_the_readers_do_not_make_a_store_of_an_empty_database(store_url: str, tmp_path: Path) -> None:
+    """This test's store, not made yet: no SQLite file, or an empty PostgreSQL database (a wrong name in a URL)."""
+    result = cli("events", "list", "--store", store_url, cwd=elsewhere(tmp_path), env=clean_env())
+    assert result.returncode == 1, result.stdout
+    said = " ".join(result.stderr.split())
+    assert "from --store; set --store, ALERTBRIDGE_STORE or the config's store:" in said
+    if store_url.startswith("sqlite:"):
+        assert f"No store at {tmp_path / 'alertbridge.db'}" in said
+        assert not (tmp_path / "alertbridge.db").exists()
+    else:
+        assert f"No alertbridge store in {store_url}" in said and "alertbridge migrate" in said
+        with psycopg.connect(store_url) as conn:
+            assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
 
 
 def test_events_and_deliveries_show_iso_times_and_the_trace_as_text(

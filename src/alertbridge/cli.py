@@ -55,8 +55,12 @@ StoreOption = Annotated[
 HOW_TO_CHOOSE = "set --store, ALERTBRIDGE_STORE or the config's store:"
 
 
+def _config_file(path: Path | None) -> str | None:
+    return str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG") or None
+
+
 def _config(path: Path | None, required: bool = False) -> tuple[Config, str | None]:
-    chosen = str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG")
+    chosen = _config_file(path)
     if not chosen:
         if required:
             err.print("[red]No configuration: pass --config FILE or set ALERTBRIDGE_CONFIG.[/red]")
@@ -74,7 +78,7 @@ def _config(path: Path | None, required: bool = False) -> tuple[Config, str | No
 def _setting(path: Path | None, *loc: str) -> str | None:
     """One setting of the config file (--config or ALERTBRIDGE_CONFIG), the rest left unchecked: the
     store's readers must work where the endpoints' secrets are not set (an operator's laptop)."""
-    chosen = str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG")
+    chosen = _config_file(path)
     if not chosen:
         return None
     try:
@@ -117,6 +121,14 @@ def _store_run(choice: StoreChoice, work: Callable[[Store], Awaitable[T]], *, cr
 
     async def run() -> T:
         try:
+            if not create and not await _has_schema(store):
+                err.print(
+                    f"[red]No alertbridge store in {escape(masked(choice.url))} ({escape(_how(choice))}): "
+                    "the database has none of its tables.[/red]\n"
+                    "alertbridge migrate (or alertbridge serve) creates them.",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1)
             await store.open()
         except StoreUnavailable as exc:
             err.print(
@@ -129,6 +141,13 @@ def _store_run(choice: StoreChoice, work: Callable[[Store], Awaitable[T]], *, cr
             await store.close()
 
     return asyncio.run(run())
+
+
+async def _has_schema(store: Store) -> bool:
+    """A PostgreSQL database is checked before it is opened (opening migrates); a SQLite file that
+    exists was made by alertbridge."""
+    check = getattr(store, "has_schema", None)
+    return bool(await check()) if check is not None else True
 
 
 def _with_store(store_option: str | None, config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
