@@ -508,6 +508,8 @@ def deliveries_show(
         return
     out.rule(f"delivery {delivery.id} ({delivery.status})")
     fields = {k: v for k, v in delivery.__dict__.items() if v not in (None, [], {}) and k not in ("event", "claim")}
+    if delivery.status in ("delivered", "dead"):
+        fields.pop("next_attempt_at", None)  # there is none
     for name in _DELIVERY_TIMES:
         if name in fields:
             fields[name] = _when(fields[name])
