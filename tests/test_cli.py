@@ -197,8 +197,9 @@ def test_events_list_reads_the_store_named_in_the_config_without_its_secrets(
     # The example as an operator has it: its store named in the file, its ${WEBHOOK_TOKEN}… unset here.
     config = tmp_path / "ops" / "alertbridge.yaml"
     config.parent.mkdir()
-    config.write_text(f"store: ${{OPS_STORE}}\n{(EXAMPLES / 'thena-pagerduty.yaml').read_text()}")
-    env = clean_env(OPS_STORE=server.store)
+    example = (EXAMPLES / "thena-pagerduty.yaml").read_text()
+    config.write_text(f"store: {server.store}\n{example}")
+    env = clean_env()
     for args in (("events", "list"), ("deliveries", "list"), ("events", "show", event_id)):
         result = cli(*args, "--config", str(config), cwd=elsewhere(tmp_path), env=env)
         assert result.returncode == 0, result.stderr
@@ -206,7 +207,12 @@ def test_events_list_reads_the_store_named_in_the_config_without_its_secrets(
     # ALERTBRIDGE_CONFIG names the file as well as --config does.
     listed = cli("events", "list", "--json", cwd=elsewhere(tmp_path), env={**env, "ALERTBRIDGE_CONFIG": str(config)})
     assert [row["event"]["id"] for row in json.loads(listed.stdout)] == [event_id]
-    # The store's own variable is still needed, and its absence is said with the line it is on.
+    # A variable in store: is read like any; the store's own variable must be set, and is named if not.
+    config.write_text(f"store: ${{OPS_STORE}}\n{example}")
+    named = cli(
+        "events", "list", "--config", str(config), cwd=elsewhere(tmp_path), env=clean_env(OPS_STORE=server.store)
+    )
+    assert named.returncode == 0 and event_id in named.stdout, named.stderr
     unset = cli("events", "list", "--config", str(config), cwd=elsewhere(tmp_path), env=clean_env())
     assert unset.returncode == 1
     assert f"{config}:1: store: environment variable OPS_STORE is not set" in unset.stderr
