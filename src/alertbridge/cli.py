@@ -19,12 +19,12 @@ from rich.table import Table
 
 from alertbridge import __version__, logs, thena_setup
 from alertbridge import targets as target_types
-from alertbridge.config import Config, ConfigError, default_config, load_config
+from alertbridge.config import DEFAULT_ORG, Config, ConfigError, default_config, load_config, read_setting
 from alertbridge.events import to_dict
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import decide
 from alertbridge.sources.base import BadPayload, Incoming
-from alertbridge.store import Store, StoreUnavailable, masked, open_store, store_url
+from alertbridge.store import Store, StoreChoice, StoreUnavailable, choose_store, masked, open_store
 
 T = TypeVar("T")
 
@@ -50,12 +50,17 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (one document) instead of tables.")]
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (default: $ALERTBRIDGE_STORE, the config's, or ./alertbridge.db)."),
+    typer.Option("--store", help="Store URL (default: $ALERTBRIDGE_STORE, the config's store:, or ./alertbridge.db)."),
 ]
+HOW_TO_CHOOSE = "set --store, ALERTBRIDGE_STORE or the config's store:"
+
+
+def _config_file(path: Path | None) -> str | None:
+    return str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG") or None
 
 
 def _config(path: Path | None, required: bool = False) -> tuple[Config, str | None]:
-    chosen = str(path) if path else os.environ.get("ALERTBRIDGE_CONFIG")
+    chosen = _config_file(path)
     if not chosen:
         if required:
             err.print("[red]No configuration: pass --config FILE or set ALERTBRIDGE_CONFIG.[/red]")
@@ -70,10 +75,66 @@ def _config(path: Path | None, required: bool = False) -> tuple[Config, str | No
         raise typer.Exit(1) from None
 
 
-def _with_store(store_option: str | None, config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+def _setting(path: Path | None, *loc: str) -> str | None:
+    """One setting of the config file (--config or ALERTBRIDGE_CONFIG), the rest left unchecked: the
+    store's readers must work where the endpoints' secrets are not set (an operator's laptop)."""
+    chosen = _config_file(path)
+    if not chosen:
+        return None
+    try:
+        return read_setting(chosen, loc)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+def _choose(store_option: str | None, config: Path | None) -> StoreChoice:
+    return choose_store(store_option, _setting(config, "store"))
+
+
+def _how(choice: StoreChoice) -> str:
+    """How the store was chosen, and how to choose another: for every "not there" message."""
+    source = "the default" if choice.source == "default" else f"from {choice.source}"
+    return f"{source}; {HOW_TO_CHOOSE}"
+
+
+def _store_run(choice: StoreChoice, work: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+    """`work` on the chosen store. Unless `create`, a SQLite file that is not there is an error
+    rather than a new empty database: an operator in the wrong directory must be told, not shown
+    "0 events" in the middle of an incident."""
+    path = choice.sqlite_path
+    if path is not None and not create and not Path(path).exists():
+        where = path if Path(path).is_absolute() else f"{path} in {Path.cwd()}"
+        err.print(
+            f"[red]No store at {escape(where)} ({escape(_how(choice))}).[/red]\n"
+            "alertbridge serve (or alertbridge migrate) creates it.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+    try:
+        store = open_store(choice.url)
+    except ValueError as exc:  # an unsupported URL, said without its password
+        err.print(f"[red]{escape(str(exc))} ({escape(_how(choice))}).[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
     async def run() -> T:
-        store = open_store(store_url(store_option or config.store) if store_option is None else store_option)
-        await store.open()
+        try:
+            if not create and not await _has_schema(store):
+                err.print(
+                    f"[red]No alertbridge store in {escape(masked(choice.url))} ({escape(_how(choice))}): "
+                    "the database has none of its tables.[/red]\n"
+                    "alertbridge migrate (or alertbridge serve) creates them.",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1)
+            await store.open()
+        except StoreUnavailable as exc:
+            err.print(
+                f"[red]The store cannot be opened ({escape(_how(choice))}): {escape(str(exc))}[/red]", soft_wrap=True
+            )
+            raise typer.Exit(1) from None
         try:
             return await work(store)
         finally:
@@ -82,10 +143,64 @@ def _with_store(store_option: str | None, config: Config, work: Callable[[Store]
     return asyncio.run(run())
 
 
+async def _has_schema(store: Store) -> bool:
+    """A PostgreSQL database is checked before it is opened (opening migrates); a SQLite file that
+    exists was made by alertbridge."""
+    check = getattr(store, "has_schema", None)
+    return bool(await check()) if check is not None else True
+
+
+def _with_store(store_option: str | None, config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+    """`work` on the store of a fully loaded config; the store is created if it is not there."""
+    return _store_run(choose_store(store_option, config.store), work, create=True)
+
+
 def _when(ts: float | None) -> str:
+    """ISO 8601 in UTC (2026-12-02T10:50:43Z): unambiguous across the time zones of an incident."""
     if not ts:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any, indent: int = 0) -> list[str]:
+    """Nested dicts and lists as indented `key: value` lines, the way people read them."""
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            return [pad + "{}"]
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, dict | list | tuple) and item:
+                lines.append(f"{pad}{key}:")
+                lines += _text(item, indent + 2)
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+        return lines
+    if isinstance(value, list | tuple):
+        if not value:
+            return [pad + "[]"]
+        lines = []
+        for item in value:
+            nested = _text(item, indent + 2)
+            lines.append(f"{pad}- {nested[0].lstrip()}")
+            lines += nested[1:]
+        return lines
+    return [pad + _scalar(value)]
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _lines(lines: list[str]) -> None:
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _plain_json(data: Any) -> None:
@@ -122,9 +237,10 @@ def serve(
     settings, path = _config(config)
     logs.configure(log_level)
     if path is None:
+        where = masked(choose_store(None, settings.store).url)
         err.print(
-            "[yellow]No configuration given: serving with no endpoints on ./alertbridge.db. "
-            "Pass --config FILE (see examples/).[/yellow]"
+            f"[yellow]No configuration given: serving with no endpoints on {escape(where)}. "
+            "Pass --config FILE (see examples/ and docs/configuration.md).[/yellow]"
         )
     application = create_app(settings)
     # access_log stays off: webhook URLs carry tokens (?token=…), and access logs would print them.
@@ -209,7 +325,7 @@ def send(
     if dry_run:
         from alertbridge import dryrun
 
-        url = store if store is not None else store_url(settings.store)
+        url = choose_store(store, settings.store).url
         preview = asyncio.run(dryrun.preview(settings, url, events, time.time))
         for note in preview.notes:
             err.print(f"[yellow]{escape(note)}[/yellow]")
@@ -239,24 +355,42 @@ def _print_decision(event: Any, decision: Any) -> None:
 
 
 def _print_trace(trace: list[dict[str, Any]]) -> None:
+    """The decision trace as sentences, every kind of step the router records (a team lookup, an
+    echo, a route and its actions), never a Python repr."""
     for step in trace:
-        if "route" not in step:
+        if "route" in step:
+            _print_route(step)
+        elif "team" in step:
+            if step["team"] is None:
+                _lines([f"  no team: {step.get('why') or 'no identifier of this event is claimed'}"])
+            else:
+                how = f" (matched by {step['matched_by']} {step.get('identifier')})" if step.get("matched_by") else ""
+                _lines([f"  team {step['team']}{how}"])
+        elif "result" in step:
             why = f": {step['why']}" if step.get("why") else ""
-            out.print(f"  {step.get('result', step)}{why}", markup=False, highlight=False)
+            _lines([f"  {step['result']}{why}"])
+        else:  # a kind of step this version does not know: its fields, readably
+            _lines(_text(step, 2))
+
+
+def _print_route(step: dict[str, Any]) -> None:
+    mark = "[green]✔ matched[/green]" if step.get("matched") else "[dim]✘ no match[/dim]"
+    out.print(f"  route [bold]{escape(str(step['route']))}[/bold]: {mark}")
+    _lines([f"      {reason}" for reason in step.get("reasons", [])])
+    for action in step.get("actions", []):
+        name, target = escape(str(action.get("action"))), escape(str(action.get("target")))
+        if "error" in action:
+            out.print(f"    [red]✘ {name} → {target}: {escape(str(action['error']))}[/red]", soft_wrap=True)
             continue
-        mark = "[green]✔ matched[/green]" if step["matched"] else "[dim]✘ no match[/dim]"
-        out.print(f"  route [bold]{step['route']}[/bold]: {mark}")
-        for reason in step.get("reasons", []):
-            out.print(f"      {reason}", markup=False, highlight=False)
-        for action in step.get("actions", []):
-            if "error" in action:
-                out.print(f"    [red]✘ {action['action']} → {action['target']}: {action['error']}[/red]")
-                continue
-            extra = f" ({action['not_sent']})" if action.get("not_sent") else ""
-            if action.get("waiting"):
-                extra += f" (waiting {action['waiting']})"
-            out.print(f"    → {action['action']} on [bold]{action['target']}[/bold]{extra}")
-            out.print_json(json.dumps(action.get("fields", {}), default=str), indent=2)
+        extra = f" ({action['not_sent']})" if action.get("not_sent") else ""
+        if action.get("waiting"):
+            extra += f" (waiting {action['waiting']})"
+        if action.get("delivery"):
+            extra += f", delivery {action['delivery']}"
+        out.print(f"    → {name} on [bold]{target}[/bold]{escape(extra)}", soft_wrap=True)
+        # The rendered fields as the target will get them: JSON, indented under their action.
+        rendered = json.dumps(action.get("fields", {}), default=str, indent=2, ensure_ascii=False)
+        _lines([f"      {line}" for line in rendered.splitlines()])
 
 
 @events_app.command("list")
@@ -268,23 +402,22 @@ def events_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest events."""
-    settings, _ = _config(config)
-    rows = _with_store(store, settings, lambda s: s.list_events(limit, status))
+    rows = _store_run(_choose(store, config), lambda s: s.list_events(limit, status))
     if as_json:
         _plain_json([_event_json(row) for row in rows])
         return
     table = Table(title=f"{len(rows)} event(s)")
-    for column in ("id", "received", "endpoint", "kind", "subject", "title", "status"):
+    for column in ("id", "received (UTC)", "endpoint", "kind", "subject", "title", "status"):
         table.add_column(column, overflow="fold")
     for row in rows:
         e = row.event
         table.add_row(
             e.id,
             _when(e.received_at),
-            e.endpoint,
-            e.kind,
-            e.subject.id if e.subject else "-",
-            (e.title or "")[:40],
+            escape(e.endpoint),
+            escape(e.kind),
+            escape(e.subject.id) if e.subject else "-",
+            escape((e.title or "")[:40]),
             row.status,
         )
     out.print(table)
@@ -295,32 +428,58 @@ def events_show(
     event_id: str, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """One event: its fields, its decision trace, its deliveries."""
-    settings, _ = _config(config)
 
     async def load(s: Store) -> Any:
         return await s.get_event(event_id), await s.list_deliveries(100, event_id=event_id)
 
-    row, deliveries = _with_store(store, settings, load)
+    row, deliveries = _store_run(_choose(store, config), load)
     if row is None:
-        err.print(f"[red]No event {event_id}[/red]")
+        err.print(f"[red]No event {escape(event_id)} in this store: alertbridge events list shows the newest.[/red]")
         raise typer.Exit(1)
     if as_json:
         _plain_json({**_event_json(row), "deliveries": [d.__dict__ for d in deliveries]})
         return
     out.rule(f"event {row.event.id} ({row.status})")
-    _json({k: v for k, v in to_dict(row.event).items() if v not in (None, [], {})})
+    fields = {k: v for k, v in to_dict(row.event).items() if v not in (None, [], {}) and k != "raw"}
+    fields["received_at"] = _when(row.event.received_at)
+    if row.routed_at:
+        fields["routed_at"] = _when(row.routed_at)
+    _field_table(fields)
+    if row.event.raw is not None:
+        out.rule("payload as received")
+        _json(row.event.raw)
     out.rule("decision trace")
     _print_trace(row.trace or [{"result": "not routed yet"}])
     _delivery_table(deliveries)
 
 
+def _field_table(fields: dict[str, Any]) -> None:
+    """Field and value, nested values as indented lines."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in fields.items():
+        shown = "\n".join(_text(value)) if isinstance(value, dict | list | tuple) else _scalar(value)
+        table.add_row(escape(key), escape(shown))
+    out.print(table)
+
+
 def _delivery_table(deliveries: list[Any]) -> None:
     table = Table(title=f"{len(deliveries)} deliveries")
-    for column in ("id", "event", "target", "action", "status", "attempts", "next / last", "last error"):
+    for column in ("id", "event", "target", "action", "status", "attempts", "next / last (UTC)", "last error"):
         table.add_column(column, overflow="fold")
     for d in deliveries:
         when = _when(d.next_attempt_at) if d.status == "pending" else _when(d.updated_at)
-        table.add_row(d.id, d.event_id, d.target, d.action, d.status, str(d.attempts), when, d.last_error or "")
+        table.add_row(
+            d.id,
+            d.event_id,
+            escape(d.target),
+            escape(d.action),
+            d.status,
+            str(d.attempts),
+            when,
+            escape(d.last_error or ""),
+        )
     out.print(table)
 
 
@@ -333,12 +492,14 @@ def deliveries_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest deliveries."""
-    settings, _ = _config(config)
-    deliveries = _with_store(store, settings, lambda s: s.list_deliveries(limit, status))
+    deliveries = _store_run(_choose(store, config), lambda s: s.list_deliveries(limit, status))
     if as_json:
         _plain_json([d.__dict__ for d in deliveries])
         return
     _delivery_table(deliveries)
+
+
+_DELIVERY_TIMES = ("created_at", "updated_at", "next_attempt_at", "budget_from", "event_received_at")
 
 
 @deliveries_app.command("show")
@@ -346,28 +507,29 @@ def deliveries_show(
     delivery_id: str, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """One delivery with every attempt."""
-    settings, _ = _config(config)
 
     async def load(s: Store) -> Any:
         return await s.get_delivery(delivery_id), await s.attempts(delivery_id)
 
-    delivery, attempts = _with_store(store, settings, load)
+    delivery, attempts = _store_run(_choose(store, config), load)
     if delivery is None:
-        err.print(f"[red]No delivery {delivery_id}[/red]")
+        err.print(
+            f"[red]No delivery {escape(delivery_id)} in this store: alertbridge deliveries list shows the newest.[/red]"
+        )
         raise typer.Exit(1)
     if as_json:
         _plain_json({**delivery.__dict__, "attempts": [a.__dict__ for a in attempts]})
         return
-    _json(
-        {
-            **delivery.__dict__,
-            "created_at": _when(delivery.created_at),
-            "updated_at": _when(delivery.updated_at),
-            "next_attempt_at": _when(delivery.next_attempt_at),
-        }
-    )
+    out.rule(f"delivery {delivery.id} ({delivery.status})")
+    fields = {k: v for k, v in delivery.__dict__.items() if v not in (None, [], {}) and k not in ("event", "claim")}
+    if delivery.status in ("delivered", "dead"):
+        fields.pop("next_attempt_at", None)  # there is none
+    for name in _DELIVERY_TIMES:
+        if name in fields:
+            fields[name] = _when(fields[name])
+    _field_table(fields)
     table = Table(title=f"{len(attempts)} attempt(s)")
-    for column in ("#", "started", "took", "outcome", "HTTP", "message"):
+    for column in ("#", "started (UTC)", "took", "outcome", "HTTP", "message"):
         table.add_column(column, overflow="fold")
     for a in attempts:
         table.add_row(
@@ -376,7 +538,7 @@ def deliveries_show(
             f"{a.duration * 1000:.0f} ms",
             a.outcome,
             str(a.status_code or "-"),
-            a.message,
+            escape(a.message),
         )
     out.print(table)
 
@@ -391,7 +553,6 @@ def export(
     """Every stored event as JSON lines (event, status, trace, deliveries), oldest first, on stdout."""
     from alertbridge.config import parse_duration
 
-    settings, _ = _config(config)
     try:
         after = time.time() - parse_duration(since) if since else None
     except ValueError as exc:
@@ -410,7 +571,7 @@ def export(
                 count += 1
             seq = page[-1][0]
 
-    count = _with_store(store, settings, dump)
+    count = _store_run(_choose(store, config), dump)
     err.print(f"{count} event(s) exported")
 
 
@@ -436,8 +597,7 @@ def tokens_create(
     if role not in ROLES:
         err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")
         raise typer.Exit(2)
-    settings, _ = _config(config)
-    chosen_org = org or settings.server.org
+    chosen_org = org or _setting(config, "server", "org") or DEFAULT_ORG
     token = "ab_" + random_secrets.token_urlsafe(32)
 
     async def make(s: Store) -> bool:
@@ -446,7 +606,7 @@ def tokens_create(
         await s.create_token(chosen_org, name, role, token_hash(token), time.time(), user.lower() if user else None)
         return True
 
-    if not _with_store(store, settings, make):
+    if not _store_run(_choose(store, config), make, create=True):
         err.print(
             f"[red]No user {escape(str(user))} in org {escape(chosen_org)}: alertbridge users create first.[/red]"
         )
@@ -479,14 +639,24 @@ def users_create(
     if role not in ROLES:
         err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")
         raise typer.Exit(2)
-    secret = password or os.environ.get("ALERTBRIDGE_PASSWORD") or typer.prompt("Password", hide_input=True)
+    secret = password or os.environ.get("ALERTBRIDGE_PASSWORD")
+    if not secret:
+        if not sys.stdin.isatty():  # a script or a container: there is nobody to ask
+            err.print(
+                "[red]No password: set ALERTBRIDGE_PASSWORD (or pass --password) when there is no terminal "
+                "to ask on.[/red]",
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(secret) < 10:
         err.print("[red]The password needs at least 10 characters.[/red]")
         raise typer.Exit(2)
-    settings, _ = _config(config)
-    chosen_org = org or settings.server.org
+    chosen_org = org or _setting(config, "server", "org") or DEFAULT_ORG
     hashed = PasswordHasher().hash(secret)
-    created = _with_store(store, settings, lambda s: s.create_user(chosen_org, email, hashed, role, time.time()))
+    created = _store_run(
+        _choose(store, config), lambda s: s.create_user(chosen_org, email, hashed, role, time.time()), create=True
+    )
     if not created:
         err.print(f"[red]{escape(email)} already exists in org {escape(chosen_org)}.[/red]")
         raise typer.Exit(1)
@@ -510,7 +680,7 @@ def replay(
     """
     from alertbridge.config import parse_duration
 
-    settings, _ = _config(config)
+    chosen = _choose(store, config)
     if not ids:
         if target is None and since is None:
             err.print("[red]Give delivery or event ids, or a selection: --target NAME and/or --since 2h.[/red]")
@@ -520,7 +690,7 @@ def replay(
         except ValueError as exc:
             err.print(f"[red]--since: {exc}[/red]")
             raise typer.Exit(2) from None
-        found = _with_store(store, settings, lambda s: s.list_deliveries(1000, status, target=target, since=after))
+        found = _store_run(chosen, lambda s: s.list_deliveries(1000, status, target=target, since=after))
         if not found:
             out.print(f"No {status} deliveries match: nothing to replay.")
             return
@@ -529,8 +699,8 @@ def replay(
             out.print(f"{len(found)} would be replayed; run again with --yes to send them.")
             return
         ids = [d.id for d in found]
-    chosen = list(ids)
-    done = _with_store(store, settings, lambda s: s.replay(chosen, time.time()))
+    wanted = list(ids)
+    done = _store_run(chosen, lambda s: s.replay(wanted, time.time()))
     if not done:
         err.print("[red]Nothing to replay: no delivery or event with those ids (or they are in flight now).[/red]")
         raise typer.Exit(1)
@@ -546,8 +716,7 @@ def migrate(config: ConfigOption = None, store: StoreOption = None) -> None:
     Safe to run while replicas serve and from several places at once: on PostgreSQL the migrations
     are applied under an advisory lock, each in its own transaction.
     """
-    settings, _ = _config(config)
-    url = store or store_url(settings.store)
+    url = _choose(store, config).url
     try:
         target = open_store(url)
         applied = asyncio.run(target.migrate())

@@ -367,6 +367,22 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     """Read, interpolate and validate a configuration file, or raise `ConfigError`."""
     env = os.environ if env is None else env
     path = str(path)
+    tree = _read_tree(path)
+
+    from alertbridge import checks  # imported late: it reads the source, target and routing registries
+
+    located: list[Located] = []
+    data = _plain(tree, env, (), located)
+    config, problems = checks.validate(data)
+    located += problems
+    if located or config is None:
+        found = [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located]
+        raise ConfigError(path, sorted(found, key=lambda p: p.line or 0))
+    return config
+
+
+def _read_tree(path: str) -> Mapping[Any, Any]:
+    """The file's YAML tree (with its line numbers), or `ConfigError` if it cannot be read as a mapping."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -381,17 +397,31 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         tree = CommentedMap()
     if not isinstance(tree, Mapping):
         raise ConfigError(path, [Problem(1, "", "the file must be a mapping (key: value) at the top")])
+    return tree
 
-    from alertbridge import checks  # imported late: it reads the source, target and routing registries
 
-    located: list[Located] = []
-    data = _plain(tree, env, (), located)
-    config, problems = checks.validate(data)
-    located += problems
-    if located or config is None:
-        found = [Problem(_line_of(tree, loc), format_loc(loc), msg) for loc, msg in located]
-        raise ConfigError(path, sorted(found, key=lambda p: p.line or 0))
-    return config
+def read_setting(path: str | Path, loc: Sequence[str], env: Mapping[str, str] | None = None) -> str | None:
+    """One string setting (`store`, `server.org`) read without validating the rest of the file.
+
+    Commands that only read the store must work during an incident on a machine where the
+    endpoints' secrets (`${WEBHOOK_TOKEN}`…) are not set: only this value's own variables must be."""
+    env = os.environ if env is None else env
+    path = str(path)
+    tree = _read_tree(path)
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if node is None:
+        return None
+    problems: list[Located] = []
+    value = _plain(node, env, tuple(loc), problems)
+    if not problems and not isinstance(value, str):
+        problems.append((tuple(loc), "must be a string"))
+    if problems:
+        raise ConfigError(path, [Problem(_line_of(tree, where), format_loc(where), msg) for where, msg in problems])
+    return str(value) or None
 
 
 def validate_teams(config: Config) -> list[Located]:

@@ -36,7 +36,9 @@ class Vault:
 
     def seal(self, secret: str) -> str:
         if self._fernet is None:
-            raise VaultUnavailable(f"set {ENV} to store secrets (see alertbridge.vault)")
+            raise VaultUnavailable(
+                f"set {ENV} (any string of 32 characters or more) to store secrets: see docs/configuration.md"
+            )
         return self._fernet.encrypt(secret.encode()).decode()
 
     def open(self, sealed: str) -> str:

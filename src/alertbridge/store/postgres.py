@@ -368,6 +368,17 @@ class PostgresStore:
         through the API (LISTEN/NOTIFY)."""
         self._on_events, self._on_deliveries, self._on_config = on_events, on_deliveries, on_config
 
+    async def has_schema(self) -> bool:
+        """Whether alertbridge has migrated this database: the CLI's readers must not turn an empty
+        database (the wrong name in the URL) into an empty store and report "0 events"."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
+                cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot reach {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        return bool(row and row[0])
+
     async def migrate(self) -> list[tuple[int, str]]:
         try:
             async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
