@@ -178,10 +178,20 @@ class WebhookSender:
         self._queue: queue.SimpleQueue[tuple[str, bytes, dict[str, str]]] = queue.SimpleQueue()
         self.answers: list[int] = []
         self.closed = False  # once its test is over: nothing more is sent (its port may serve another test)
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._run, daemon=True).start()
 
     def close(self) -> None:
         self.closed = True
+        self._flowing.set()
+
+    def hold(self) -> None:
+        """Keep the webhooks back (a provider's delivery running late) until `release()`, in order."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     def send(self, url: str, payload: Any, headers: dict[str, str]) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -192,6 +202,7 @@ class WebhookSender:
 
         while True:
             url, body, headers = self._queue.get()
+            self._flowing.wait()
             for _ in range(40):
                 if self.closed:
                     break

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.ids import new_id
 
 
@@ -75,6 +75,7 @@ class NewDelivery:
 
 
 Ref = tuple[str, str, str]  # (system, type, id)
+ECHO_COLUMNS = "id, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at"
 
 
 class StoreUnavailable(Exception):
@@ -182,7 +183,9 @@ class Store(Protocol):
     # One transaction for a routing batch: either every decision is recorded or none is.
     async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]: ...
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
-    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None: ...
+    # The expectations not yet used up of this change to any of these objects since `since`, oldest
+    # first; the router decides which (if any) a webhook is the echo of.
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]: ...
 
     # dispatcher
     # At start-up: claims left by a process that stopped. SQLite (one process) releases all of them;
@@ -207,9 +210,7 @@ class Store(Protocol):
         follow_ups: Sequence[NewDelivery] = (),
         links: Sequence[tuple[Ref, Ref]] = (),
     ) -> list[str]: ...
-    async def expect_echoes(
-        self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float
-    ) -> None: ...
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None: ...
     async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]: ...
 
     # teams

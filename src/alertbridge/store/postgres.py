@@ -52,8 +52,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from alertbridge import events as ev
 from alertbridge import logs
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.store.base import (
+    ECHO_COLUMNS,
     Attempt,
     AttemptResult,
     Decided,
@@ -792,28 +793,28 @@ class PostgresStore:
             await self._notify(conn, DELIVERIES_CHANNEL)
         return results
 
-    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None:
         async def write(conn: Conn) -> None:
             async with conn.cursor() as cursor:
                 await cursor.executemany(
-                    "INSERT INTO echoes (org, system, type, object_id, change, delivery_id, target, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO echoes"
+                    " (org, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
                 )
 
         await self._run(write)
 
-    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None:
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
         for system, kind, object_id in refs:
-            row = await self._one(
-                "SELECT id, system, type, object_id, change, delivery_id, target, created_at FROM echoes"
+            found += await self._all(
+                f"SELECT {ECHO_COLUMNS} FROM echoes"
                 " WHERE org = %s AND system = %s AND type = %s AND object_id = %s AND change = %s"
-                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id LIMIT 1",
+                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id",
                 (org, system, kind, object_id, change, since),
             )
-            if row:
-                return row
-        return None
+        return sorted(found, key=lambda row: int(row["id"]))
 
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
         found: list[Ref] = []

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from alertbridge.events import Expected, fingerprint
 from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http
 
 DEFAULT_URL = "https://api.pagerduty.com"
@@ -173,13 +174,18 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
 CHANGES = {"note": "annotated", "acknowledge": "acknowledged", "resolve": "resolved", "reassign": "reassigned"}
 
 
-def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[Expected]:
+    """A note is known by its text (PagerDuty's `incident.annotated` carries it as `data.content`).
+    PagerDuty names the From user as the agent, by id and name but not email, so no actor is expected."""
     if action == "create":
         key = fields.get("incident_key")
-        return [("pagerduty", "incident_key", str(key), "created")] if key else []
+        return [Expected("pagerduty", "incident_key", str(key), "created")] if key else []
     change = CHANGES.get(action)
     incident = fields.get("incident_id")
-    return [("pagerduty", "incident", str(incident), change)] if change and incident else []
+    if not (change and incident):
+        return []
+    content = fingerprint(str(fields.get("content") or "")) if action == "note" else None
+    return [Expected("pagerduty", "incident", str(incident), change, content)]
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:
