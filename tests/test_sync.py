@@ -17,6 +17,7 @@ import pytest
 from .conftest import EXAMPLES, Server, wait_until
 from .fakes.opsgenie import Alert, FakeOpsgenie
 from .fakes.pagerduty_rest import FakePagerDutyREST
+from .fakes.server import WebhookSender
 from .signing import pagerduty_signature
 
 PD_KEY = "pd-api-key"
@@ -66,7 +67,10 @@ class Sync:
         return list(self.api("/deliveries", limit=1000))
 
     def settle(self, timeout: float = 30) -> None:
-        """Wait until nothing moves: every webhook taken, every event routed, no delivery left to send."""
+        """Wait until nothing moves: every webhook taken (but those held back), every event routed, no
+        delivery left to send."""
+        senders = [v for fake in (self.opsgenie, self.pagerduty) for v in vars(fake).values()]
+        senders = [v for v in senders if isinstance(v, WebhookSender)]
         deadline = time.monotonic() + timeout
         last: Any = None
         still_since = time.monotonic()
@@ -78,11 +82,9 @@ class Sync:
                 len(self.pagerduty.requests),
                 len(self.opsgenie.webhooks_sent),
                 len(self.pagerduty.webhooks_sent),
-                len(self.opsgenie._outbox.answers),
-                len(self.pagerduty._outbox.answers),
+                *(len(sender.answers) for sender in senders),
             )
-            outboxes_empty = state[4] == state[2] and state[5] == state[3]
-            if state != last or busy or unrouted or not outboxes_empty:
+            if state != last or busy or unrouted or not all(sender.quiet for sender in senders):
                 last, still_since = state, time.monotonic()
             elif time.monotonic() - still_since > 0.8:
                 return
@@ -330,6 +332,54 @@ def test_closed_in_opsgenie_resolves_and_acknowledging_is_an_option(
     sync.settle()
     assert (incident.status, incident.resolution) == ("resolved", "Closed in Opsgenie by alice@example.com")
     assert sync.og_writes() == []
+
+
+def test_a_pagerduty_acknowledgement_by_someone_else_after_ours_is_not_taken_for_our_echo(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """PagerDuty direction, where the webhook's agent names a user by id and alertbridge learns its own
+    id from PagerDuty's answer to its acknowledge (`last_status_change_by`). PagerDuty's webhook for
+    our acknowledgement runs late (V3 webhooks promise no order; a failed delivery is retried later);
+    meanwhile Bob unacknowledges the incident and Jane Human acknowledges it again. Hers is not our
+    echo and reaches Opsgenie; ours, when it comes, is."""
+    sync = start(server_factory, fakes, ACKNOWLEDGE_IN_PAGERDUTY="true")
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+
+    pagerduty._outbox.hold()
+    opsgenie.user("acknowledge", alert)
+    wait_until(
+        lambda: [d for d in sync.deliveries() if d["action"] == "acknowledge" and d["status"] == "delivered"],
+        15,
+        "our acknowledgement delivered to PagerDuty",
+    )
+    sync.settle()
+    assert incident.status == "acknowledged" and incident.changed_by == pagerduty.API_USER
+    og_before = len(sync.og_writes())
+
+    pagerduty.user_acts(incident_id, status="triggered", ahead=True)
+    sync.settle()
+    pagerduty.user_acts(incident_id, status="acknowledged", name="Jane Human", user_id="PJANE", ahead=True)
+    jane_ack = pagerduty.webhooks_sent[-1]
+    assert (jane_ack["event_type"], jane_ack["agent"]["id"]) == ("incident.acknowledged", "PJANE")
+    hers = sync.routed(jane_ack["id"])
+    assert hers["status"] == "routed", hers["trace"]
+    why = hers["trace"][0]["why"]
+    assert hers["trace"][0]["result"] == "not an echo"
+    assert f"acknowledged pagerduty incident {incident_id}" in why and "'PBRIDGE'" in why and "Jane Human" in why
+    sync.settle()
+    path = f"/v2/alerts/{alert.id}"
+    assert sync.og_writes()[og_before:] == [("POST", f"{path}/unacknowledge"), ("POST", f"{path}/acknowledge")]
+    assert alert.acknowledged and alert.notes[-1] == ("alertbridge", "Acknowledged in PagerDuty by Jane Human")
+
+    pagerduty._outbox.release()
+    sync.settle()
+    assert sync.og_writes()[og_before + 2 :] == []  # our own acknowledgement did not come round again
+    ours = [e for e in sync.suppressed() if e["event"]["kind"] == "incident.acknowledged"]
+    assert [e["event"]["actor"] for e in ours] == ["PBRIDGE"]
+    assert "as 'PBRIDGE'" in ours[0]["trace"][0]["why"]
+    assert pagerduty.validation_errors == [] and opsgenie.validation_errors == []
 
 
 def test_pagerduty_down_while_opsgenie_changes_then_all_applied_in_order_once(

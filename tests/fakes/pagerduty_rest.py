@@ -4,6 +4,10 @@ With `webhook_url` set, every change is reported back as a signed Generic Webhoo
 (incident.triggered, .acknowledged, .unacknowledged, .annotated, .resolved, .reassigned), whoever
 made it: the API (the user behind the `From` header) or a person (the `user_*` methods).
 
+Answers are shaped as the OpenAPI description's: a status change answers the whole incident, with
+`last_status_change_by` (a user reference: the user behind `From` when the API changed it) and its
+`acknowledgements`; a note answers the note with its `user`.
+
 Every write is checked as PagerDuty checks it: the `Authorization: Token token=…` key, the versioned
 `Accept` header, `Content-Type`, the `From` header the OpenAPI description marks required, and the
 JSON body against the published schema (shared/specs). Problems are answered the way PagerDuty
@@ -40,6 +44,9 @@ class RestIncident:
     notes: list[str] = field(default_factory=list)
     assignees: list[str] = field(default_factory=list)
     resolution: str | None = None
+    number: int = 0
+    changed_by: dict[str, Any] | None = None  # last_status_change_by: who last changed the status
+    acknowledgers: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakePagerDutyREST(FakeServer):
@@ -53,6 +60,7 @@ class FakePagerDutyREST(FakeServer):
         self.webhook_secret = "pd-webhook-secret"
         self.webhooks_sent: list[dict[str, Any]] = []
         self._outbox = WebhookSender()
+        self._ahead = WebhookSender()  # a person's webhooks that overtake held ones (user_acts `ahead`)
         self._events = itertools.count(1)
         self._state = threading.Lock()
         self._create = request_validator("rest-openapiv3.json", "/incidents", "post")
@@ -129,12 +137,13 @@ class FakePagerDutyREST(FakeServer):
                     2001,
                     ["Open incident with matching dedup key already exists on this service"],
                 )
+            number = next(self._ids)
             incident = RestIncident(
-                f"PINC{next(self._ids)}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key
+                f"PINC{number}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key, number=number
             )
             self.incidents[incident.id] = incident
         self._webhook("incident.triggered", incident, self.API_USER)
-        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}}, 201)
+        return JSONResponse({"incident": self._incident(incident)}, 201)
 
     async def update(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, self._update)
@@ -146,15 +155,51 @@ class FakePagerDutyREST(FakeServer):
             return self._error(404, "Not Found", 2100)
         change = body["incident"]
         with self._state:
-            before = incident.status
-            if change.get("status"):
-                incident.status = change["status"]
+            before = self._change(incident, change.get("status"), self.API_USER)
             if change.get("resolution"):
                 incident.resolution = change["resolution"]
             if change.get("assignments"):
                 incident.assignees = [a["assignee"]["id"] for a in change["assignments"]]
+            answer = self._incident(incident)
         self._report(incident, before, change, self.API_USER)
-        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}})
+        return JSONResponse({"incident": answer})
+
+    @staticmethod
+    def _change(incident: RestIncident, status: str | None, who: dict[str, Any]) -> str:
+        """A new status by `who`, as PagerDuty keeps it; returns the status before."""
+        before = incident.status
+        if status and status != before:
+            incident.status = status
+            incident.changed_by = who
+            incident.acknowledgers = [] if status != "acknowledged" else incident.acknowledgers
+        if status == "acknowledged":
+            incident.acknowledgers.append(who)
+        return before
+
+    def _incident(self, incident: RestIncident) -> dict[str, Any]:
+        """The incident as the REST API answers it (the OpenAPI `Incident`, the fields a client reads)."""
+        at = "2026-11-24T12:00:00Z"
+        answer: dict[str, Any] = {
+            "id": incident.id,
+            "type": "incident",
+            "summary": f"[#{incident.number}] {incident.title}",
+            "self": f"{self.url}/incidents/{incident.id}",
+            "incident_number": incident.number,
+            "title": incident.title,
+            "status": incident.status,
+            "urgency": incident.urgency,
+            "created_at": at,
+            "updated_at": at,
+            "last_status_change_at": at,
+            "service": {"id": incident.service_id, "type": "service_reference", "summary": "Service"},
+            "assignments": [{"at": at, "assignee": {"id": a, "type": "user_reference"}} for a in incident.assignees],
+            "acknowledgements": [{"at": at, "acknowledger": who} for who in incident.acknowledgers],
+        }
+        if incident.incident_key:
+            answer["incident_key"] = incident.incident_key
+        if incident.changed_by:
+            answer["last_status_change_by"] = incident.changed_by
+        return answer
 
     async def note(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, self._note)
@@ -168,32 +213,53 @@ class FakePagerDutyREST(FakeServer):
             incident.notes.append(body["note"]["content"])
             note_id = f"PNOTE{len(incident.notes)}"
         self._webhook("incident.annotated", incident, self.API_USER, note=(note_id, body["note"]["content"]))
-        return JSONResponse({"note": {"id": note_id, "content": body["note"]["content"]}})
+        note = {
+            "id": note_id,
+            "user": self.API_USER,
+            "channel": {"summary": "The PagerDuty website or APIs"},
+            "content": body["note"]["content"],
+            "created_at": "2026-11-24T12:00:00Z",
+        }
+        return JSONResponse({"note": note})
 
     # ---- people using PagerDuty's UI
 
     API_USER = {"id": "PBRIDGE", "type": "user_reference", "summary": "alertbridge"}
 
     def user_acts(
-        self, incident_id: str, status: str | None = None, note: str | None = None, name: str = "Bob"
+        self,
+        incident_id: str,
+        status: str | None = None,
+        note: str | None = None,
+        name: str = "Bob",
+        user_id: str = "PBOB",
+        ahead: bool = False,
     ) -> None:
-        """A person changes the incident: a new status (acknowledged, triggered, resolved) or a note."""
-        person = {"id": "PBOB", "type": "user_reference", "summary": name}
+        """A person changes the incident: a new status (acknowledged, triggered, resolved) or a note.
+        `ahead`: its webhooks are delivered before those held back (V3 webhooks promise no order, and
+        a failed delivery is retried later)."""
+        person = {"id": user_id, "type": "user_reference", "summary": name}
         incident = self.incidents[incident_id]
         with self._state:
-            before = incident.status
-            if status:
-                incident.status = status
+            before = self._change(incident, status, person)
             if note:
                 incident.notes.append(note)
+        outbox = self._ahead if ahead else self._outbox
         if status:
-            self._report(incident, before, {"status": status}, person)
+            self._report(incident, before, {"status": status}, person, outbox)
         if note:
-            self._webhook("incident.annotated", incident, person, note=(f"PNOTE{len(incident.notes)}", note))
+            self._webhook("incident.annotated", incident, person, (f"PNOTE{len(incident.notes)}", note), outbox)
 
     # ---- outgoing webhooks
 
-    def _report(self, incident: RestIncident, before: str, change: dict[str, Any], agent: dict[str, Any]) -> None:
+    def _report(
+        self,
+        incident: RestIncident,
+        before: str,
+        change: dict[str, Any],
+        agent: dict[str, Any],
+        outbox: WebhookSender | None = None,
+    ) -> None:
         status = change.get("status")
         if status and status != before:
             kind = {
@@ -201,12 +267,17 @@ class FakePagerDutyREST(FakeServer):
                 "resolved": "incident.resolved",
                 "triggered": "incident.unacknowledged" if before == "acknowledged" else "incident.reopened",
             }[status]
-            self._webhook(kind, incident, agent)
+            self._webhook(kind, incident, agent, outbox=outbox)
         if change.get("assignments"):
-            self._webhook("incident.reassigned", incident, agent)
+            self._webhook("incident.reassigned", incident, agent, outbox=outbox)
 
     def _webhook(
-        self, kind: str, incident: RestIncident, agent: dict[str, Any], note: tuple[str, str] | None = None
+        self,
+        kind: str,
+        incident: RestIncident,
+        agent: dict[str, Any],
+        note: tuple[str, str] | None = None,
+        outbox: WebhookSender | None = None,
     ) -> None:
         if not self.webhook_url:
             return
@@ -240,4 +311,4 @@ class FakePagerDutyREST(FakeServer):
             "x-pagerduty-signature": pagerduty_signature(body, self.webhook_secret),
             "x-webhook-id": event["id"],
         }
-        self._outbox.send(self.webhook_url, body, headers)
+        (outbox or self._outbox).send(self.webhook_url, body, headers)

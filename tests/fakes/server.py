@@ -177,6 +177,7 @@ class WebhookSender:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[str, bytes, dict[str, str]]] = queue.SimpleQueue()
         self.answers: list[int] = []
+        self.queued = 0
         self.closed = False  # once its test is over: nothing more is sent (its port may serve another test)
         self._flowing = threading.Event()
         self._flowing.set()
@@ -193,8 +194,14 @@ class WebhookSender:
     def release(self) -> None:
         self._flowing.set()
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing left to send but what is held back: every webhook sent so far was taken."""
+        return not self._flowing.is_set() or len(self.answers) == self.queued
+
     def send(self, url: str, payload: Any, headers: dict[str, str]) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.queued += 1
         self._queue.put((url, body, headers))
 
     def _run(self) -> None:

@@ -193,7 +193,7 @@ class Dispatcher:
         policy = target.retry if target else self.config.retry
 
         if outcome.kind == "success":
-            result = AttemptResult("delivered", finished, None, outcome.result)
+            result = AttemptResult("delivered", finished, None, outcome.result, outcome.actor)
         elif outcome.kind == "permanent":
             result = AttemptResult("dead", finished, outcome.message)
         else:

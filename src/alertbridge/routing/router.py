@@ -116,7 +116,11 @@ class Router:
             [Decided(e.id, d.status, d.trace, d.deliveries, echo_id) for e, d, echo_id in writes], self.clock()
         )
         created = 0
-        for (event, decision, _), existing in zip(writes, results, strict=True):
+        for (event, decision, echo_id), existing in zip(writes, results, strict=True):
+            if existing is None:  # another replica's webhook took that expectation first: route it again
+                log.info("echo_taken_meanwhile", event_id=event.id, expectation=echo_id)
+                self._wake.set()
+                continue
             created += sum(1 for x in existing if x is None)
             self.metrics.routed.labels(decision.status).inc()
             log.info(
@@ -216,7 +220,8 @@ def _differs(row: Mapping[str, Any], event: Event, content: str | None) -> str |
         return "but with other content than this webhook's"
     actor, named = row.get("actor"), _named(event)
     if actor and named and actor.casefold() not in {n.casefold() for n in named} and not _through_api(event):
-        return f"as {actor!r}, but this webhook names {named[0]!r}"
+        who = f"{named[0]!r} ({named[1]})" if len(named) > 1 and named[1] != named[0] else repr(named[0])
+        return f"as {actor!r}, but this webhook names {who}"
     return None
 
 

@@ -134,6 +134,7 @@ class AttemptResult:
     next_attempt_at: float
     error: str | None
     result: dict[str, Any] | None = None
+    actor: str | None = None  # who the target acted as (`Outcome.actor`): for the delivery's open echoes
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,11 @@ class Store(Protocol):
     # router: claims up to `limit` events for `lease` seconds (from `now`), so that two replicas do
     # not route the same event at once; a replica that dies leaves them to the next after the lease.
     async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]: ...
-    # One transaction for a routing batch: either every decision is recorded or none is.
-    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]: ...
+    # One transaction for a routing batch: either every decision is recorded or none is. Per decision,
+    # its deliveries' existing ids (None: new), or None for one not recorded: it names an expected echo
+    # that another decision (another replica's, or an earlier one of the batch) took first. That event
+    # is left unrouted (its claim released) and is routed again against the expectations still open.
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]: ...
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
     # The expectations not yet used up of this change to any of these objects since `since`, oldest
     # first; the router decides which (if any) a webhook is the echo of.

@@ -783,12 +783,21 @@ class SQLiteStore:
         )
         return [ev.decode(row[0]) for row in rows]
 
-    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]:
-        def write(conn: sqlite3.Connection) -> list[list[str | None]]:
-            results = []
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]:
+        """One transaction in the writer thread. An expected echo is taken only while still open, so
+        two decisions naming it suppress one event; the other is left unrouted, to be routed again."""
+
+        def write(conn: sqlite3.Connection) -> list[list[str | None] | None]:
+            results: list[list[str | None] | None] = []
             for decided in decisions:
                 if decided.echo_id is not None:
-                    conn.execute("UPDATE echoes SET consumed_by = ? WHERE id = ?", (decided.event_id, decided.echo_id))
+                    taken = conn.execute(
+                        "UPDATE echoes SET consumed_by = ? WHERE id = ? AND consumed_by IS NULL",
+                        (decided.event_id, decided.echo_id),
+                    ).rowcount
+                    if not taken:
+                        results.append(None)
+                        continue
                 existing = _insert_deliveries(conn, decided.deliveries)
                 trace = mark_done(decided.trace, decided.deliveries, existing)
                 conn.execute(
@@ -909,6 +918,11 @@ class SQLiteStore:
             _insert_deliveries(conn, follow_ups)
             if result.status != "delivered":  # the change was not made: its echo will not come
                 conn.execute("DELETE FROM echoes WHERE delivery_id = ? AND consumed_by IS NULL", (delivery.id,))
+            elif result.actor:  # who the target says we acted as; an actor known before the send stays
+                conn.execute(
+                    "UPDATE echoes SET actor = ? WHERE delivery_id = ? AND consumed_by IS NULL AND actor IS NULL",
+                    (result.actor, delivery.id),
+                )
             released: list[str] = []
             for a, b in links:
                 released += _link(conn, delivery.org, a, b, delivery.id, attempt.started_at + attempt.duration)

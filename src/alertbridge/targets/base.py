@@ -42,6 +42,10 @@ class Outcome:
     # Objects the success created: each is linked to the object the event is about, so later
     # events on either side find their counterpart (an Opsgenie alert ↔ its PagerDuty incident).
     created: tuple[Ref, ...] = ()
+    # Who the target acted as, in the terms that system's webhooks name their agent by, when only its
+    # answer says so (PagerDuty's user id behind `From`): set on this delivery's expected echoes, so a
+    # webhook naming someone else is not taken for ours.
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
