@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..signing import pagerduty_signature
-from .pagerduty import request_validator
+from .pagerduty import request_validator, response_validator
 from .server import FakeServer, WebhookSender
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
@@ -70,6 +70,11 @@ class FakePagerDutyREST(FakeServer):
         body_schema["properties"]["details"] = {"type": ["string", "object"]}
         self._update = request_validator("rest-openapiv3.json", "/incidents/{id}", "put")
         self._note = request_validator("rest-openapiv3.json", "/incidents/{id}/notes", "post")
+        self._answers = {
+            "create": response_validator("rest-openapiv3.json", "/incidents", "post", "201"),
+            "update": response_validator("rest-openapiv3.json", "/incidents/{id}", "put", "200"),
+            "note": response_validator("rest-openapiv3.json", "/incidents/{id}/notes", "post", "200"),
+        }
         super().__init__()
 
     def routes(self) -> list[Route]:
@@ -93,6 +98,13 @@ class FakePagerDutyREST(FakeServer):
         incident = RestIncident(incident_id, title, service_id, "high", None)
         self.incidents[incident_id] = incident
         return incident
+
+    def _answer(self, kind: str, body: dict[str, Any], status: int = 200) -> JSONResponse:
+        """The answer, checked against the published schema: a fake that answered off-spec would let
+        the client read what PagerDuty never sends. Problems land in `validation_errors`."""
+        problems = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in self._answers[kind].iter_errors(body)]
+        self.validation_errors.extend(f"the fake's own {kind} answer: {p}" for p in problems)
+        return JSONResponse(body, status)
 
     @staticmethod
     def _error(status: int, message: str, code: int, errors: list[str] | None = None) -> JSONResponse:
@@ -143,7 +155,7 @@ class FakePagerDutyREST(FakeServer):
             )
             self.incidents[incident.id] = incident
         self._webhook("incident.triggered", incident, self.API_USER)
-        return JSONResponse({"incident": self._incident(incident)}, 201)
+        return self._answer("create", {"incident": self._incident(incident)}, 201)
 
     async def update(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, self._update)
@@ -162,7 +174,7 @@ class FakePagerDutyREST(FakeServer):
                 incident.assignees = [a["assignee"]["id"] for a in change["assignments"]]
             answer = self._incident(incident)
         self._report(incident, before, change, self.API_USER)
-        return JSONResponse({"incident": answer})
+        return self._answer("update", {"incident": answer})
 
     @staticmethod
     def _change(incident: RestIncident, status: str | None, who: dict[str, Any]) -> str:
@@ -220,7 +232,7 @@ class FakePagerDutyREST(FakeServer):
             "content": body["note"]["content"],
             "created_at": "2026-11-24T12:00:00Z",
         }
-        return JSONResponse({"note": note})
+        return self._answer("note", {"note": note})
 
     # ---- people using PagerDuty's UI
 
