@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.store import Store, open_store
 from alertbridge.store.base import Attempt, AttemptResult, Decided, Delivery, NewDelivery
 
@@ -80,7 +80,9 @@ async def decide(
     store: Store, event_id: str, status: str, trace: list[dict], deliveries: list[NewDelivery], now: float
 ) -> list[str | None]:
     """One event's decision, recorded as a routing batch of one."""
-    return (await store.record_decisions([Decided(event_id, status, trace, deliveries)], now))[0]
+    (recorded,) = await store.record_decisions([Decided(event_id, status, trace, deliveries)], now)
+    assert recorded is not None
+    return recorded
 
 
 async def test_events_are_idempotent_on_their_delivery_key(store: Store) -> None:
@@ -570,3 +572,54 @@ async def test_a_rate_limit_holds_across_replicas(store: Store, replica: Store) 
     assert len(later) == 3
     # Claimed and not yet recorded counts too.
     assert await store.claim_deliveries(now=62, lease=100, limit=10, capacity={"t": 3}, limits=limits) == []
+
+
+async def _expecting(store: Store, n: int, actor: str | None = None) -> tuple[Delivery, int]:
+    """A delivery that is about to acknowledge PINC1, and the echo it expects (its id)."""
+    await store.add_events([event(n)])
+    await decide(store, event(n).id, "routed", [], [delivery(n, event(n).id)], 0)
+    (sent,) = await store.claim_deliveries(now=1, lease=60, limit=1, capacity={})
+    await store.expect_echoes(sent, [Expected("pagerduty", "incident", "PINC1", "acknowledged", actor=actor)], 1)
+    rows = await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0)
+    return sent, max(int(row["id"]) for row in rows)
+
+
+async def test_two_decisions_naming_one_expected_echo_suppress_one_event(store: Store, replica: Store) -> None:
+    """An expected echo absorbs one webhook. Two decisions that name it (two replicas that each read
+    it open, or one batch) suppress one event; the other is not recorded and stays to be routed again."""
+    _, echo_id = await _expecting(store, 1)
+    await store.add_events([event(2), event(3)])
+    suppressed = [{"result": "echo suppressed"}]
+    first, second = await asyncio.gather(
+        store.record_decisions([Decided(event(2).id, "suppressed", suppressed, [], echo_id)], 5),
+        replica.record_decisions([Decided(event(3).id, "suppressed", suppressed, [], echo_id)], 5),
+    )
+    assert sorted([first[0] is None, second[0] is None]) == [False, True]
+    rows = [await store.get_event(event(n).id) for n in (2, 3)]
+    assert sorted(row.status for row in rows if row) == ["received", "suppressed"]
+    assert await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0) == []
+    left = [e.id for e in await replica.unrouted_events(10, 6)]
+    assert left == [event(2).id if first[0] is None else event(3).id]  # its claim released: any replica routes it
+
+    # In one batch the first decision takes it; the batch's other decisions are recorded as usual.
+    _, again = await _expecting(store, 4)
+    await store.add_events([event(5), event(6), event(7)])
+    batch = [
+        Decided(event(5).id, "suppressed", suppressed, [], again),
+        Decided(event(6).id, "suppressed", suppressed, [], again),
+        Decided(event(7).id, "routed", [], [delivery(7, event(7).id)]),
+    ]
+    results = await store.record_decisions(batch, 7)
+    assert results == [[], None, [None]]
+    statuses = [row.status for row in [await store.get_event(event(n).id) for n in (5, 6, 7)] if row]
+    assert statuses == ["suppressed", "received", "routed"]
+
+
+async def test_the_actor_a_target_reports_is_set_on_its_deliverys_open_echoes(store: Store) -> None:
+    """PagerDuty's answer names the user we acted as; an actor known before the send is kept."""
+    for n, before in ((1, None), (2, "alertbridge")):
+        sent, echo_id = await _expecting(store, n, actor=before)
+        done = AttemptResult("delivered", 2, None, None, actor="PBRIDGE")
+        await store.record_attempt(sent, Attempt(sent.id, 1, 1, 0.1, "success", 200, "ok"), done)
+        rows = await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0)
+        assert [r["actor"] for r in rows if r["id"] == echo_id] == [before or "PBRIDGE"]

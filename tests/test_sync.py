@@ -17,6 +17,7 @@ import pytest
 from .conftest import EXAMPLES, Server, wait_until
 from .fakes.opsgenie import Alert, FakeOpsgenie
 from .fakes.pagerduty_rest import FakePagerDutyREST
+from .fakes.server import WebhookSender
 from .signing import pagerduty_signature
 
 PD_KEY = "pd-api-key"
@@ -42,6 +43,7 @@ SEED_VARIABLES = {
 class Sync:
     def __init__(self, server: Server, opsgenie: FakeOpsgenie, pagerduty: FakePagerDutyREST) -> None:
         self.server, self.opsgenie, self.pagerduty = server, opsgenie, pagerduty
+        self._auth: dict[str, str] | None = None
 
     def pd_writes(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.pagerduty.requests if r.method in ("POST", "PUT")]
@@ -49,32 +51,59 @@ class Sync:
     def og_writes(self) -> list[tuple[str, str]]:
         return self.opsgenie.api_writes()
 
+    def api(self, path: str, **params: Any) -> Any:
+        """The admin API, with a viewer token made once (state is read over HTTP, not by a CLI per poll)."""
+        if self._auth is None:
+            made = self.server.cli("tokens", "create", "--org", "default", "--role", "viewer", "--name", "sync")
+            self._auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
+        answer = self.server.client.get(f"/api/v1{path}", params=params, headers=self._auth)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self.api("/events", limit=1000, **params))
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return list(self.api("/deliveries", limit=1000))
+
     def settle(self, timeout: float = 30) -> None:
-        """Wait until nothing moves: every webhook taken, every event routed, no delivery left to send."""
+        """Wait until nothing moves: every webhook taken (but those held back), every event routed, no
+        delivery left to send."""
+        senders = [v for fake in (self.opsgenie, self.pagerduty) for v in vars(fake).values()]
+        senders = [v for v in senders if isinstance(v, WebhookSender)]
         deadline = time.monotonic() + timeout
         last: Any = None
         still_since = time.monotonic()
         while time.monotonic() < deadline:
-            busy = [d for d in self.server.deliveries() if d["status"] in ("pending", "in_flight", "waiting")]
-            unrouted = [e for e in self.server.events() if e["routed_at"] is None]
+            busy = [d for d in self.deliveries() if d["status"] in ("pending", "in_flight", "waiting")]
+            unrouted = [e for e in self.events() if e["routed_at"] is None]
             state = (
                 len(self.opsgenie.requests),
                 len(self.pagerduty.requests),
                 len(self.opsgenie.webhooks_sent),
                 len(self.pagerduty.webhooks_sent),
-                len(self.opsgenie._outbox.answers),
-                len(self.pagerduty._outbox.answers),
+                *(len(sender.answers) for sender in senders),
             )
-            outboxes_empty = state[4] == state[2] and state[5] == state[3]
-            if state != last or busy or unrouted or not outboxes_empty:
+            if state != last or busy or unrouted or not all(sender.quiet for sender in senders):
                 last, still_since = state, time.monotonic()
             elif time.monotonic() - still_since > 0.8:
                 return
             time.sleep(0.2)
-        raise AssertionError(f"not quiet after {timeout} s: {self.server.deliveries()}")
+        raise AssertionError(f"not quiet after {timeout} s: {self.deliveries()}")
 
     def suppressed(self) -> list[dict[str, Any]]:
-        return [e for e in self.server.events() if e["status"] == "suppressed"]
+        """The suppressed events, oldest first, each with its decision trace."""
+        found = reversed(self.events(status="suppressed"))
+        return [self.api(f"/events/{e['event']['id']}") for e in found]
+
+    def routed(self, delivery_key: str) -> dict[str, Any]:
+        """The event a webhook was stored as, once routed, with its trace."""
+        (event,) = wait_until(
+            lambda: [e for e in self.events() if e["event"]["delivery_key"] == delivery_key and e["routed_at"]],
+            15,
+            f"webhook {delivery_key} routed",
+        )
+        return dict(self.api(f"/events/{event['event']['id']}"))
 
 
 @pytest.fixture
@@ -161,6 +190,130 @@ def test_every_flow_of_the_seed_round_trips_once(
     assert pagerduty.validation_errors == [] and opsgenie.validation_errors == []
 
 
+def test_a_persons_pagerduty_note_after_ours_is_not_taken_for_our_echo(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """PagerDuty direction. PagerDuty's webhooks for alertbridge's three notes on the incident run late;
+    meanwhile Jane Human writes a note of her own there. Hers has other content and a person's agent:
+    it reaches Opsgenie. Ours, when they come, are still our echoes (their content is ours)."""
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+
+    pagerduty._outbox.hold()
+    opsgenie.user("notes", alert, note="checking the disk")
+    opsgenie.user("acknowledge", alert)
+    opsgenie.user("unacknowledge", alert)
+    wait_until(lambda: len(incident.notes) == 3, 15, "alertbridge's three notes on the incident")
+
+    jane = {"id": "PJANE", "type": "user_reference", "summary": "Jane Human"}
+    event = {
+        "id": "EVJANE1",
+        "event_type": "incident.annotated",
+        "resource_type": "incident",
+        "occurred_at": "2026-12-02T11:00:00.000Z",
+        "agent": {**jane, "html_url": "https://example.pagerduty.com/users/PJANE"},
+        "client": None,
+        "data": {
+            "id": "PNOTEJ",
+            "type": "incident_note",
+            "content": "The disk is fine now,\nI moved the logs.",
+            "incident": {"id": incident_id, "type": "incident_reference", "summary": incident.title},
+        },
+    }
+    body = json.dumps({"event": event}).encode()
+    signed = {"x-pagerduty-signature": pagerduty_signature(body, PD_SECRET)}
+    assert sync.server.post("/pd-webhook", content=body, headers=signed).status_code == 200
+
+    hers = sync.routed("EVJANE1")
+    assert hers["status"] == "routed", hers["trace"]
+    assert hers["trace"][0]["result"] == "not an echo"
+    assert f"annotated pagerduty incident {incident_id}" in hers["trace"][0]["why"]
+    assert "other content" in hers["trace"][0]["why"]
+    janes = "Jane Human in PagerDuty: The disk is fine now,\nI moved the logs."
+    wait_until(lambda: ("alertbridge", janes) in alert.notes, 15, "Jane's note on the alert")
+
+    pagerduty._outbox.release()
+    sync.settle()
+    assert [n for user, n in alert.notes if user == "alertbridge"] == [janes]
+    assert sync.og_writes() == [("POST", f"/v2/alerts/{alert.id}/notes")]
+    assert len(incident.notes) == 3  # nothing came back round
+    ours = [e for e in sync.suppressed() if e["event"]["kind"] == "incident.annotated"]
+    assert len(ours) == 3
+    assert all("with the same content" in e["trace"][0]["why"] for e in ours)
+
+    # Each expectation absorbed one echo: the same words again, from Jane, are hers.
+    pagerduty.user_acts(incident_id, note="Acknowledged in Opsgenie by alice@example.com", name="Jane Human")
+    sync.settle()
+    assert alert.notes[-1] == ("alertbridge", "Jane Human in PagerDuty: Acknowledged in Opsgenie by alice@example.com")
+
+
+def test_an_opsgenie_users_note_after_ours_is_not_taken_for_our_echo(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """Opsgenie direction. Opsgenie has taken alertbridge's note (Bob's, from PagerDuty) but not applied
+    it yet when Carol adds a note of her own to the alert: hers, with other text, reaches PagerDuty;
+    ours, when Opsgenie reports it, is our echo."""
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+
+    opsgenie.pause()
+    pagerduty.user_acts(incident_id, note="rotated the logs")
+    wait_until(lambda: ("POST", f"/v2/alerts/{alert.id}/notes") in sync.og_writes(), 15, "our note sent to Opsgenie")
+    opsgenie.user("notes", alert, user="carol@example.com", note="disk at 60% now")
+    hers = sync.routed(f"AddNote:{opsgenie.webhooks_sent[-1]['alertFlowContext']['requestId']}")
+    assert hers["status"] == "routed", hers["trace"]
+    assert hers["trace"][0]["result"] == "not an echo" and "other content" in hers["trace"][0]["why"]
+    carols = "carol@example.com in Opsgenie: disk at 60% now"
+    wait_until(lambda: carols in incident.notes, 15, "Carol's note on the incident")
+
+    opsgenie.resume()
+    sync.settle()
+    assert incident.notes == ["rotated the logs", carols]
+    assert sync.pd_writes() == [("POST", "/incidents"), ("POST", f"/incidents/{incident_id}/notes")]
+    bobs = "Bob in PagerDuty: rotated the logs"
+    assert alert.notes == [("carol@example.com", "disk at 60% now"), ("alertbridge", bobs)]
+    (ours,) = [e for e in sync.suppressed() if e["event"]["kind"] == "alert.note_added"]
+    assert "with the same content as 'alertbridge'" in ours["trace"][0]["why"]
+
+
+def test_an_acknowledgement_by_someone_else_after_ours_is_not_taken_for_our_echo(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """Opsgenie direction, where the webhook names who acted (`alert.username`, and `source.type` web
+    for a person) and alertbridge knows the name it acts under (the `user` it sends). Bob acknowledges
+    in PagerDuty, alertbridge acknowledges the alert; before Opsgenie applies that, Carol acknowledges
+    it herself. Hers is not our echo and reaches PagerDuty as a note; ours, named alertbridge, is."""
+    sync = start(server_factory, fakes)
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+
+    opsgenie.pause()
+    pagerduty.user_acts(incident_id, status="acknowledged")
+    path = f"/v2/alerts/{alert.id}/acknowledge"
+    wait_until(lambda: ("POST", path) in sync.og_writes(), 15, "our acknowledgement sent to Opsgenie")
+    opsgenie.user("acknowledge", alert, user="carol@example.com")
+    hers = sync.routed(f"Acknowledge:{opsgenie.webhooks_sent[-1]['alertFlowContext']['requestId']}")
+    assert hers["status"] == "routed", hers["trace"]
+    why = hers["trace"][0]["why"]
+    assert hers["trace"][0]["result"] == "not an echo"
+    assert f"acknowledged opsgenie alert {alert.id}" in why and "as 'alertbridge'" in why and "carol" in why
+    carols = "Acknowledged in Opsgenie by carol@example.com"
+    wait_until(lambda: carols in incident.notes, 15, "Carol's acknowledgement noted on the incident")
+
+    opsgenie.resume()
+    sync.settle()
+    assert incident.notes == [carols]
+    assert sync.pd_writes() == [("POST", "/incidents"), ("POST", f"/incidents/{incident_id}/notes")]
+    assert sync.og_writes() == [("POST", path)]
+    (ours,) = [e for e in sync.suppressed() if e["event"]["kind"] == "alert.acknowledged"]
+    assert "as 'alertbridge'" in ours["trace"][0]["why"]
+
+
 def test_closed_in_opsgenie_resolves_and_acknowledging_is_an_option(
     server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
 ) -> None:
@@ -181,6 +334,54 @@ def test_closed_in_opsgenie_resolves_and_acknowledging_is_an_option(
     assert sync.og_writes() == []
 
 
+def test_a_pagerduty_acknowledgement_by_someone_else_after_ours_is_not_taken_for_our_echo(
+    server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
+) -> None:
+    """PagerDuty direction, where the webhook's agent names a user by id and alertbridge learns its own
+    id from PagerDuty's answer to its acknowledge (`last_status_change_by`). PagerDuty's webhook for
+    our acknowledgement runs late (V3 webhooks promise no order; a failed delivery is retried later);
+    meanwhile Bob unacknowledges the incident and Jane Human acknowledges it again. Hers is not our
+    echo and reaches Opsgenie; ours, when it comes, is."""
+    sync = start(server_factory, fakes, ACKNOWLEDGE_IN_PAGERDUTY="true")
+    opsgenie, pagerduty = fakes
+    alert, incident_id = created_pair(sync)
+    incident = pagerduty.incidents[incident_id]
+
+    pagerduty._outbox.hold()
+    opsgenie.user("acknowledge", alert)
+    wait_until(
+        lambda: [d for d in sync.deliveries() if d["action"] == "acknowledge" and d["status"] == "delivered"],
+        15,
+        "our acknowledgement delivered to PagerDuty",
+    )
+    sync.settle()
+    assert incident.status == "acknowledged" and incident.changed_by == pagerduty.API_USER
+    og_before = len(sync.og_writes())
+
+    pagerduty.user_acts(incident_id, status="triggered", ahead=True)
+    sync.settle()
+    pagerduty.user_acts(incident_id, status="acknowledged", name="Jane Human", user_id="PJANE", ahead=True)
+    jane_ack = pagerduty.webhooks_sent[-1]
+    assert (jane_ack["event_type"], jane_ack["agent"]["id"]) == ("incident.acknowledged", "PJANE")
+    hers = sync.routed(jane_ack["id"])
+    assert hers["status"] == "routed", hers["trace"]
+    why = hers["trace"][0]["why"]
+    assert hers["trace"][0]["result"] == "not an echo"
+    assert f"acknowledged pagerduty incident {incident_id}" in why and "'PBRIDGE'" in why and "Jane Human" in why
+    sync.settle()
+    path = f"/v2/alerts/{alert.id}"
+    assert sync.og_writes()[og_before:] == [("POST", f"{path}/unacknowledge"), ("POST", f"{path}/acknowledge")]
+    assert alert.acknowledged and alert.notes[-1] == ("alertbridge", "Acknowledged in PagerDuty by Jane Human")
+
+    pagerduty._outbox.release()
+    sync.settle()
+    assert sync.og_writes()[og_before + 2 :] == []  # our own acknowledgement did not come round again
+    ours = [e for e in sync.suppressed() if e["event"]["kind"] == "incident.acknowledged"]
+    assert [e["event"]["actor"] for e in ours] == ["PBRIDGE"]
+    assert "as 'PBRIDGE'" in ours[0]["trace"][0]["why"]
+    assert pagerduty.validation_errors == [] and opsgenie.validation_errors == []
+
+
 def test_pagerduty_down_while_opsgenie_changes_then_all_applied_in_order_once(
     server_factory: Callable[..., Server], fakes: tuple[FakeOpsgenie, FakePagerDutyREST]
 ) -> None:
@@ -191,9 +392,9 @@ def test_pagerduty_down_while_opsgenie_changes_then_all_applied_in_order_once(
     opsgenie.user("notes", alert, note="first")
     opsgenie.user("acknowledge", alert)
     opsgenie.user("notes", alert, note="second")
-    wait_until(lambda: len(sync.server.events()) == 4, 15, "the four Opsgenie webhooks stored")
+    wait_until(lambda: len(sync.events()) == 4, 15, "the four Opsgenie webhooks stored")
     waiting = wait_until(
-        lambda: [d for d in sync.server.deliveries() if d["status"] == "waiting"], 15, "notes waiting for the link"
+        lambda: [d for d in sync.deliveries() if d["status"] == "waiting"], 15, "notes waiting for the link"
     )
     assert len(waiting) == 3
     shown = sync.server.cli("deliveries", "list").stdout
@@ -226,7 +427,7 @@ def test_opsgenie_down_while_pagerduty_changes_then_all_applied_in_order_once(
     pagerduty.user_acts(incident_id, note="two")
     pagerduty.user_acts(incident_id, status="resolved")
     wait_until(
-        lambda: any(d["attempts"] >= 1 and d["status"] == "pending" for d in sync.server.deliveries()),
+        lambda: any(d["attempts"] >= 1 and d["status"] == "pending" for d in sync.deliveries()),
         15,
         "retries while Opsgenie is down",
     )

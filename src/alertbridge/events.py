@@ -7,7 +7,9 @@ never an exception.
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import unicodedata
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -128,6 +130,30 @@ CHANGES: dict[str, str] = {
 
 def change_of(event: Event) -> str | None:
     return CHANGES.get(event.kind)
+
+
+class Expected(NamedTuple):
+    """A change alertbridge is about to make to an object, as that system's webhook will report it.
+
+    `fingerprint` is of the content it writes (a note's text), `actor` the name it acts under there
+    (Opsgenie's `user`): a webhook with other content, or naming someone else, is not its echo.
+    """
+
+    system: str
+    type: str
+    object_id: str
+    change: str
+    fingerprint: str | None = None
+    actor: str | None = None
+
+
+def fingerprint(text: str | None) -> str | None:
+    """A digest of written content that survives what providers do to whitespace and Unicode form,
+    so our own note is recognised when it comes back; None for no content."""
+    if text is None:
+        return None
+    normal = " ".join(unicodedata.normalize("NFC", text).split())
+    return hashlib.sha256(normal.encode()).hexdigest()[:32] if normal else None
 
 
 def rank(scale: tuple[str, ...], value: str | None) -> int | None:

@@ -67,6 +67,8 @@ class FakeOpsgenie(FakeServer):
         self.webhook_headers: dict[str, str] = {}  # the integration's custom headers
         self.process_delay = 0.05
         self._pending: queue.SimpleQueue[tuple[float, str, Any]] = queue.SimpleQueue()
+        self._working = threading.Event()  # cleared by pause(): accepted writes wait to be applied
+        self._working.set()
         threading.Thread(target=self._work, daemon=True).start()
         self.alerts: dict[str, Alert] = {}
         self.processed: dict[str, dict[str, Any]] = {}
@@ -127,9 +129,17 @@ class FakeOpsgenie(FakeServer):
             {"result": "Request will be processed", "took": 0.01, "requestId": request_id}, status_code=202
         )
 
+    def pause(self) -> None:
+        """Accept writes (202) but apply none, and so send none of their webhooks, until `resume()`."""
+        self._working.clear()
+
+    def resume(self) -> None:
+        self._working.set()
+
     def _work(self) -> None:
         while True:
             due, request_id, apply = self._pending.get()
+            self._working.wait()
             time.sleep(max(0.0, due - time.monotonic()))
             self._process(request_id, apply)
 

@@ -38,6 +38,16 @@ def request_validator(spec_name: str, path: str, method: str) -> jsonschema.Draf
     return jsonschema.Draft7Validator(_inline(spec, body["content"]["application/json"]["schema"]))
 
 
+def response_validator(spec_name: str, path: str, method: str, status: str) -> jsonschema.Draft7Validator:
+    """A validator for the JSON body of the `status` answer to `method path`: a fake answers as the
+    service does."""
+    spec = _spec(spec_name)
+    answer = spec["paths"][path][method]["responses"][status]
+    if "$ref" in answer:
+        answer = _resolve(spec, answer["$ref"])
+    return jsonschema.Draft7Validator(_inline(spec, answer["content"]["application/json"]["schema"]))
+
+
 def _resolve(spec: dict[str, Any], ref: str) -> Any:
     node: Any = spec
     for part in ref.removeprefix("#/").split("/"):

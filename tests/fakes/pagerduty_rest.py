@@ -4,6 +4,10 @@ With `webhook_url` set, every change is reported back as a signed Generic Webhoo
 (incident.triggered, .acknowledged, .unacknowledged, .annotated, .resolved, .reassigned), whoever
 made it: the API (the user behind the `From` header) or a person (the `user_*` methods).
 
+Answers are shaped as the OpenAPI description's: a status change answers the whole incident, with
+`last_status_change_by` (a user reference: the user behind `From` when the API changed it) and its
+`acknowledgements`; a note answers the note with its `user`.
+
 Every write is checked as PagerDuty checks it: the `Authorization: Token token=…` key, the versioned
 `Accept` header, `Content-Type`, the `From` header the OpenAPI description marks required, and the
 JSON body against the published schema (shared/specs). Problems are answered the way PagerDuty
@@ -23,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..signing import pagerduty_signature
-from .pagerduty import request_validator
+from .pagerduty import request_validator, response_validator
 from .server import FakeServer, WebhookSender
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
@@ -40,6 +44,9 @@ class RestIncident:
     notes: list[str] = field(default_factory=list)
     assignees: list[str] = field(default_factory=list)
     resolution: str | None = None
+    number: int = 0
+    changed_by: dict[str, Any] | None = None  # last_status_change_by: who last changed the status
+    acknowledgers: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakePagerDutyREST(FakeServer):
@@ -53,6 +60,7 @@ class FakePagerDutyREST(FakeServer):
         self.webhook_secret = "pd-webhook-secret"
         self.webhooks_sent: list[dict[str, Any]] = []
         self._outbox = WebhookSender()
+        self._ahead = WebhookSender()  # a person's webhooks that overtake held ones (user_acts `ahead`)
         self._events = itertools.count(1)
         self._state = threading.Lock()
         self._create = request_validator("rest-openapiv3.json", "/incidents", "post")
@@ -62,6 +70,11 @@ class FakePagerDutyREST(FakeServer):
         body_schema["properties"]["details"] = {"type": ["string", "object"]}
         self._update = request_validator("rest-openapiv3.json", "/incidents/{id}", "put")
         self._note = request_validator("rest-openapiv3.json", "/incidents/{id}/notes", "post")
+        self._answers = {
+            "create": response_validator("rest-openapiv3.json", "/incidents", "post", "201"),
+            "update": response_validator("rest-openapiv3.json", "/incidents/{id}", "put", "200"),
+            "note": response_validator("rest-openapiv3.json", "/incidents/{id}/notes", "post", "200"),
+        }
         super().__init__()
 
     def routes(self) -> list[Route]:
@@ -85,6 +98,13 @@ class FakePagerDutyREST(FakeServer):
         incident = RestIncident(incident_id, title, service_id, "high", None)
         self.incidents[incident_id] = incident
         return incident
+
+    def _answer(self, kind: str, body: dict[str, Any], status: int = 200) -> JSONResponse:
+        """The answer, checked against the published schema: a fake that answered off-spec would let
+        the client read what PagerDuty never sends. Problems land in `validation_errors`."""
+        problems = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in self._answers[kind].iter_errors(body)]
+        self.validation_errors.extend(f"the fake's own {kind} answer: {p}" for p in problems)
+        return JSONResponse(body, status)
 
     @staticmethod
     def _error(status: int, message: str, code: int, errors: list[str] | None = None) -> JSONResponse:
@@ -129,12 +149,13 @@ class FakePagerDutyREST(FakeServer):
                     2001,
                     ["Open incident with matching dedup key already exists on this service"],
                 )
+            number = next(self._ids)
             incident = RestIncident(
-                f"PINC{next(self._ids)}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key
+                f"PINC{number}", spec["title"], spec["service"]["id"], spec.get("urgency", "high"), key, number=number
             )
             self.incidents[incident.id] = incident
         self._webhook("incident.triggered", incident, self.API_USER)
-        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}}, 201)
+        return self._answer("create", {"incident": self._incident(incident)}, 201)
 
     async def update(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, self._update)
@@ -146,15 +167,51 @@ class FakePagerDutyREST(FakeServer):
             return self._error(404, "Not Found", 2100)
         change = body["incident"]
         with self._state:
-            before = incident.status
-            if change.get("status"):
-                incident.status = change["status"]
+            before = self._change(incident, change.get("status"), self.API_USER)
             if change.get("resolution"):
                 incident.resolution = change["resolution"]
             if change.get("assignments"):
                 incident.assignees = [a["assignee"]["id"] for a in change["assignments"]]
+            answer = self._incident(incident)
         self._report(incident, before, change, self.API_USER)
-        return JSONResponse({"incident": {"id": incident.id, "type": "incident", "status": incident.status}})
+        return self._answer("update", {"incident": answer})
+
+    @staticmethod
+    def _change(incident: RestIncident, status: str | None, who: dict[str, Any]) -> str:
+        """A new status by `who`, as PagerDuty keeps it; returns the status before."""
+        before = incident.status
+        if status and status != before:
+            incident.status = status
+            incident.changed_by = who
+            incident.acknowledgers = [] if status != "acknowledged" else incident.acknowledgers
+        if status == "acknowledged":
+            incident.acknowledgers.append(who)
+        return before
+
+    def _incident(self, incident: RestIncident) -> dict[str, Any]:
+        """The incident as the REST API answers it (the OpenAPI `Incident`, the fields a client reads)."""
+        at = "2026-11-24T12:00:00Z"
+        answer: dict[str, Any] = {
+            "id": incident.id,
+            "type": "incident",
+            "summary": f"[#{incident.number}] {incident.title}",
+            "self": f"{self.url}/incidents/{incident.id}",
+            "incident_number": incident.number,
+            "title": incident.title,
+            "status": incident.status,
+            "urgency": incident.urgency,
+            "created_at": at,
+            "updated_at": at,
+            "last_status_change_at": at,
+            "service": {"id": incident.service_id, "type": "service_reference", "summary": "Service"},
+            "assignments": [{"at": at, "assignee": {"id": a, "type": "user_reference"}} for a in incident.assignees],
+            "acknowledgements": [{"at": at, "acknowledger": who} for who in incident.acknowledgers],
+        }
+        if incident.incident_key:
+            answer["incident_key"] = incident.incident_key
+        if incident.changed_by:
+            answer["last_status_change_by"] = incident.changed_by
+        return answer
 
     async def note(self, request: Request) -> JSONResponse:
         body, refusal = await self._checked(request, self._note)
@@ -168,32 +225,53 @@ class FakePagerDutyREST(FakeServer):
             incident.notes.append(body["note"]["content"])
             note_id = f"PNOTE{len(incident.notes)}"
         self._webhook("incident.annotated", incident, self.API_USER, note=(note_id, body["note"]["content"]))
-        return JSONResponse({"note": {"id": note_id, "content": body["note"]["content"]}})
+        note = {
+            "id": note_id,
+            "user": self.API_USER,
+            "channel": {"summary": "The PagerDuty website or APIs"},
+            "content": body["note"]["content"],
+            "created_at": "2026-11-24T12:00:00Z",
+        }
+        return self._answer("note", {"note": note})
 
     # ---- people using PagerDuty's UI
 
     API_USER = {"id": "PBRIDGE", "type": "user_reference", "summary": "alertbridge"}
 
     def user_acts(
-        self, incident_id: str, status: str | None = None, note: str | None = None, name: str = "Bob"
+        self,
+        incident_id: str,
+        status: str | None = None,
+        note: str | None = None,
+        name: str = "Bob",
+        user_id: str = "PBOB",
+        ahead: bool = False,
     ) -> None:
-        """A person changes the incident: a new status (acknowledged, triggered, resolved) or a note."""
-        person = {"id": "PBOB", "type": "user_reference", "summary": name}
+        """A person changes the incident: a new status (acknowledged, triggered, resolved) or a note.
+        `ahead`: its webhooks are delivered before those held back (V3 webhooks promise no order, and
+        a failed delivery is retried later)."""
+        person = {"id": user_id, "type": "user_reference", "summary": name}
         incident = self.incidents[incident_id]
         with self._state:
-            before = incident.status
-            if status:
-                incident.status = status
+            before = self._change(incident, status, person)
             if note:
                 incident.notes.append(note)
+        outbox = self._ahead if ahead else self._outbox
         if status:
-            self._report(incident, before, {"status": status}, person)
+            self._report(incident, before, {"status": status}, person, outbox)
         if note:
-            self._webhook("incident.annotated", incident, person, note=(f"PNOTE{len(incident.notes)}", note))
+            self._webhook("incident.annotated", incident, person, (f"PNOTE{len(incident.notes)}", note), outbox)
 
     # ---- outgoing webhooks
 
-    def _report(self, incident: RestIncident, before: str, change: dict[str, Any], agent: dict[str, Any]) -> None:
+    def _report(
+        self,
+        incident: RestIncident,
+        before: str,
+        change: dict[str, Any],
+        agent: dict[str, Any],
+        outbox: WebhookSender | None = None,
+    ) -> None:
         status = change.get("status")
         if status and status != before:
             kind = {
@@ -201,12 +279,17 @@ class FakePagerDutyREST(FakeServer):
                 "resolved": "incident.resolved",
                 "triggered": "incident.unacknowledged" if before == "acknowledged" else "incident.reopened",
             }[status]
-            self._webhook(kind, incident, agent)
+            self._webhook(kind, incident, agent, outbox=outbox)
         if change.get("assignments"):
-            self._webhook("incident.reassigned", incident, agent)
+            self._webhook("incident.reassigned", incident, agent, outbox=outbox)
 
     def _webhook(
-        self, kind: str, incident: RestIncident, agent: dict[str, Any], note: tuple[str, str] | None = None
+        self,
+        kind: str,
+        incident: RestIncident,
+        agent: dict[str, Any],
+        note: tuple[str, str] | None = None,
+        outbox: WebhookSender | None = None,
     ) -> None:
         if not self.webhook_url:
             return
@@ -240,4 +323,4 @@ class FakePagerDutyREST(FakeServer):
             "x-pagerduty-signature": pagerduty_signature(body, self.webhook_secret),
             "x-webhook-id": event["id"],
         }
-        self._outbox.send(self.webhook_url, body, headers)
+        (outbox or self._outbox).send(self.webhook_url, body, headers)

@@ -177,14 +177,31 @@ class WebhookSender:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[str, bytes, dict[str, str]]] = queue.SimpleQueue()
         self.answers: list[int] = []
+        self.queued = 0
         self.closed = False  # once its test is over: nothing more is sent (its port may serve another test)
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._run, daemon=True).start()
 
     def close(self) -> None:
         self.closed = True
+        self._flowing.set()
+
+    def hold(self) -> None:
+        """Keep the webhooks back (a provider's delivery running late) until `release()`, in order."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing left to send but what is held back: every webhook sent so far was taken."""
+        return not self._flowing.is_set() or len(self.answers) == self.queued
 
     def send(self, url: str, payload: Any, headers: dict[str, str]) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.queued += 1
         self._queue.put((url, body, headers))
 
     def _run(self) -> None:
@@ -192,6 +209,7 @@ class WebhookSender:
 
         while True:
             url, body, headers = self._queue.get()
+            self._flowing.wait()
             for _ in range(40):
                 if self.closed:
                     break

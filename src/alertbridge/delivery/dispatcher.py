@@ -137,7 +137,9 @@ class Dispatcher:
     async def _expect_echoes(self, target: ConfiguredTarget, delivery: Delivery, now: float) -> None:
         """Before changing an object in a system that sends us webhooks, note the change we expect back."""
         echoes = [
-            e for e in target.type.echo(target.settings, delivery.action, delivery.fields) if e[0] in self.echo_systems
+            e
+            for e in target.type.echo(target.settings, delivery.action, delivery.fields)
+            if e.system in self.echo_systems
         ]
         if echoes:
             await self.store.expect_echoes(delivery, echoes, now)
@@ -191,7 +193,7 @@ class Dispatcher:
         policy = target.retry if target else self.config.retry
 
         if outcome.kind == "success":
-            result = AttemptResult("delivered", finished, None, outcome.result)
+            result = AttemptResult("delivered", finished, None, outcome.result, outcome.actor)
         elif outcome.kind == "permanent":
             result = AttemptResult("dead", finished, outcome.message)
         else:

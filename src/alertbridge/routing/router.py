@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from alertbridge import logs
-from alertbridge.events import Event, change_of, refs
+from alertbridge.events import Event, change_of, fingerprint, refs
 from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
@@ -102,16 +102,25 @@ class Router:
         if not events:
             return 0
         writes = []
+        used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
         for event in events:
-            echo_id, decision = await self._echo(event)
+            echo_id, decision, step = await self._echo(event, used)
             if decision is None:
                 decision = await self._decide(event)
+                if step is not None:
+                    decision.trace.insert(0, step)
+            if echo_id is not None:
+                used.add(echo_id)
             writes.append((event, decision, echo_id))
         results = await self.store.record_decisions(
             [Decided(e.id, d.status, d.trace, d.deliveries, echo_id) for e, d, echo_id in writes], self.clock()
         )
         created = 0
-        for (event, decision, _), existing in zip(writes, results, strict=True):
+        for (event, decision, echo_id), existing in zip(writes, results, strict=True):
+            if existing is None:  # another replica's webhook took that expectation first: route it again
+                log.info("echo_taken_meanwhile", event_id=event.id, expectation=echo_id)
+                self._wake.set()
+                continue
             created += sum(1 for x in existing if x is None)
             self.metrics.routed.labels(decision.status).inc()
             log.info(
@@ -163,26 +172,72 @@ class Router:
         step = {"team": match.name, "matched_by": match.matched_by, "identifier": match.identifier}
         return match.view(), step
 
-    async def _echo(self, event: Event) -> tuple[int | None, Decision | None]:
-        """Is this webhook the echo of a change alertbridge made? (expectation id, the decision) if so."""
+    async def _echo(
+        self, event: Event, used: Collection[int] = ()
+    ) -> tuple[int | None, Decision | None, dict[str, Any] | None]:
+        """Is this webhook the echo of a change alertbridge made? (expectation id, the decision) if so;
+        else, where alertbridge made that change but this is not it, the trace step that says why."""
         ignored = self.ignore_actors.get(event.endpoint)
         if ignored:
             for who in (event.actor, event.actor_name):
                 if who and who.casefold() in ignored:
                     why = f"made by {who!r}, one of endpoint {event.endpoint!r}'s ignore_actors"
-                    return None, Decision("suppressed", [{"result": "echo suppressed", "why": why}])
+                    return None, Decision("suppressed", [{"result": "echo suppressed", "why": why}]), None
         change = change_of(event)
         if change is None or event.subject is None or event.subject.system not in self.echo_systems:
-            return None, None
+            return None, None, None
         since = self.clock() - self.echo_window
-        found = await self.store.find_echo(event.org, refs(event), change, since)
-        if found is None:
-            return None, None
-        why = (
-            f"alertbridge itself {found['change']} {found['system']} {found['type']} {found['object_id']}"
-            f" (delivery {found['delivery_id']} to {found['target']}); this webhook reports that change"
-        )
-        return int(found["id"]), Decision("suppressed", [{"result": "echo suppressed", "why": why}])
+        rows = [r for r in await self.store.open_echoes(event.org, refs(event), change, since) if r["id"] not in used]
+        if not rows:
+            return None, None, None
+        content = fingerprint(event.note)
+        rejected = []
+        for row in rows:
+            differs = _differs(row, event, content)
+            if differs is None:
+                why = f"{_made(row)}{_alike(row, event, content)}; this webhook reports that change"
+                return int(row["id"]), Decision("suppressed", [{"result": "echo suppressed", "why": why}]), None
+            rejected.append(f"{_made(row)}, {differs}")
+        why = "; ".join(rejected) + "; so this webhook is someone else's change"
+        return None, None, {"result": "not an echo", "why": why}
+
+
+def _made(row: Mapping[str, Any]) -> str:
+    return (
+        f"alertbridge itself {row['change']} {row['system']} {row['type']} {row['object_id']}"
+        f" (delivery {row['delivery_id']} to {row['target']})"
+    )
+
+
+def _named(event: Event) -> list[str]:
+    return [who for who in (event.actor_name, event.actor) if who]
+
+
+def _through_api(event: Event) -> bool:
+    """Opsgenie says a change came through an API (ours among them), not from a person's screen:
+    there the name it gives may not be the `user` we sent, so a different name proves nothing."""
+    return (event.identifiers.get("opsgenie_source_type") or "").casefold() == "api"
+
+
+def _differs(row: Mapping[str, Any], event: Event, content: str | None) -> str | None:
+    """Why the webhook is not this expectation's echo (other content, someone else), or None."""
+    if row.get("fingerprint") and content and row["fingerprint"] != content:
+        return "but with other content than this webhook's"
+    actor, named = row.get("actor"), _named(event)
+    if actor and named and actor.casefold() not in {n.casefold() for n in named} and not _through_api(event):
+        who = f"{named[0]!r} ({named[1]})" if len(named) > 1 and named[1] != named[0] else repr(named[0])
+        return f"as {actor!r}, but this webhook names {who}"
+    return None
+
+
+def _alike(row: Mapping[str, Any], event: Event, content: str | None) -> str:
+    """What the echo was recognised by, beyond object and change."""
+    parts = []
+    if row.get("fingerprint"):
+        parts.append(" with the same content" if content else " (this webhook carries no content to compare)")
+    if row.get("actor") and row["actor"].casefold() in {n.casefold() for n in _named(event)}:
+        parts.append(f" as {row['actor']!r}")
+    return "".join(parts)
 
 
 _LINKS = re.compile(r"\blinks\s*[.\[]")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.ids import new_id
 
 
@@ -75,6 +75,7 @@ class NewDelivery:
 
 
 Ref = tuple[str, str, str]  # (system, type, id)
+ECHO_COLUMNS = "id, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at"
 
 
 class StoreUnavailable(Exception):
@@ -133,6 +134,7 @@ class AttemptResult:
     next_attempt_at: float
     error: str | None
     result: dict[str, Any] | None = None
+    actor: str | None = None  # who the target acted as (`Outcome.actor`): for the delivery's open echoes
 
 
 @dataclass(frozen=True)
@@ -185,10 +187,15 @@ class Store(Protocol):
     # router: claims up to `limit` events for `lease` seconds (from `now`), so that two replicas do
     # not route the same event at once; a replica that dies leaves them to the next after the lease.
     async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]: ...
-    # One transaction for a routing batch: either every decision is recorded or none is.
-    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]: ...
+    # One transaction for a routing batch: either every decision is recorded or none is. Per decision,
+    # its deliveries' existing ids (None: new), or None for one not recorded: it names an expected echo
+    # that another decision (another replica's, or an earlier one of the batch) took first. That event
+    # is left unrouted (its claim released) and is routed again against the expectations still open.
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]: ...
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
-    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None: ...
+    # The expectations not yet used up of this change to any of these objects since `since`, oldest
+    # first; the router decides which (if any) a webhook is the echo of.
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]: ...
 
     # dispatcher
     # At start-up: claims left by a process that stopped. SQLite (one process) releases all of them;
@@ -213,9 +220,7 @@ class Store(Protocol):
         follow_ups: Sequence[NewDelivery] = (),
         links: Sequence[tuple[Ref, Ref]] = (),
     ) -> list[str]: ...
-    async def expect_echoes(
-        self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float
-    ) -> None: ...
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None: ...
     async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]: ...
 
     # teams

@@ -52,8 +52,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from alertbridge import events as ev
 from alertbridge import logs
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.store.base import (
+    ECHO_COLUMNS,
     Attempt,
     AttemptResult,
     Decided,
@@ -652,33 +653,62 @@ class PostgresStore:
         rows.sort(key=lambda row: row["seq"])
         return [ev.decode(row["data"]) for row in rows]
 
-    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]:
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]:
         """A routing batch in one transaction of a few statements, whatever its size: per-event
-        transactions made the round trips, not the database, the router's limit."""
+        transactions made the round trips, not the database, the router's limit.
 
-        async def write(conn: Conn) -> list[list[str | None]]:
-            echoes = [(d.echo_id, d.event_id) for d in decisions if d.echo_id is not None]
-            if echoes:
-                await conn.execute(
-                    "UPDATE echoes SET consumed_by = t.event_id"
-                    " FROM unnest(%s::bigint[], %s::text[]) AS t (id, event_id) WHERE echoes.id = t.id",
-                    _columns(echoes),
-                )
-            flat = await _insert_deliveries(conn, [n for d in decisions for n in d.deliveries])
-            results, at = [], 0
+        An expected echo absorbs one webhook, and two replicas may have matched two webhooks to the
+        same one, each having read it open. Each takes it only if it is still open, in this
+        transaction: the rows are locked in id order (no deadlock between two batches) and, under
+        READ COMMITTED, a row another transaction consumed meanwhile is re-read after its commit and
+        no longer matches. A decision whose expectation was taken is not recorded: its event is left
+        to be routed again, when the expectations still open (another of the same change, or none)
+        decide it. That is simpler than locking the rows from the router's read to this write, which
+        would hold a transaction open across the whole routing of a batch."""
+
+        async def write(conn: Conn) -> list[list[str | None] | None]:
+            wanted: dict[int, str] = {}  # expectation -> the first decision of the batch to name it
+            lost: set[str] = set()
             for d in decisions:
-                results.append(flat[at : at + len(d.deliveries)])
+                if d.echo_id is not None:
+                    if d.echo_id in wanted:
+                        lost.add(d.event_id)
+                    else:
+                        wanted[d.echo_id] = d.event_id
+            if wanted:
+                cursor = await conn.execute(
+                    "WITH still_open AS (SELECT id FROM echoes WHERE id = ANY(%s) AND consumed_by IS NULL"
+                    "  ORDER BY id FOR UPDATE)"
+                    " UPDATE echoes SET consumed_by = t.event_id"
+                    " FROM unnest(%s::bigint[], %s::text[]) AS t (id, event_id), still_open"
+                    " WHERE echoes.id = t.id AND still_open.id = t.id RETURNING echoes.id",
+                    (list(wanted), *_columns(wanted.items())),
+                )
+                taken = {row["id"] for row in await cursor.fetchall()}
+                lost |= {event_id for echo_id, event_id in wanted.items() if echo_id not in taken}
+            kept = [d for d in decisions if d.event_id not in lost]
+            flat = await _insert_deliveries(conn, [n for d in kept for n in d.deliveries])
+            recorded: dict[str, list[str | None]] = {}
+            at = 0
+            for d in kept:
+                recorded[d.event_id] = flat[at : at + len(d.deliveries)]
                 at += len(d.deliveries)
-            traces = [json.dumps(mark_done(d.trace, d.deliveries, r)) for d, r in zip(decisions, results, strict=True)]
+            traces = [json.dumps(mark_done(d.trace, d.deliveries, recorded[d.event_id])) for d in kept]
             await conn.execute(
                 "UPDATE events SET status = t.status, trace = t.trace, routed_at = %s, claim = NULL,"
                 " claimed_until = NULL FROM unnest(%s::text[], %s::text[], %s::json[]) AS t (id, status, trace)"
                 " WHERE events.id = t.id AND events.status = 'received'",
-                (now, [d.event_id for d in decisions], [d.status for d in decisions], traces),
+                (now, [d.event_id for d in kept], [d.status for d in kept], traces),
             )
+            if lost:  # any replica may route them again, at once
+                await conn.execute(
+                    "UPDATE events SET claim = NULL, claimed_until = NULL WHERE id = ANY(%s) AND status = 'received'",
+                    (list(lost),),
+                )
+                await self._notify(conn, EVENTS_CHANNEL)
             if any(x is None for x in flat):
                 await self._notify(conn, DELIVERIES_CHANNEL)
-            return results
+            return [recorded.get(d.event_id) for d in decisions]
 
         return await self._run(write)
 
@@ -826,6 +856,13 @@ class PostgresStore:
         unsent = [item.delivery.id for item in batch if item.result.status != "delivered"]
         if unsent:  # the change was not made: its echo will not come
             await conn.execute("DELETE FROM echoes WHERE delivery_id = ANY(%s) AND consumed_by IS NULL", (unsent,))
+        acted = [(i.delivery.id, i.result.actor) for i in batch if i.result.status == "delivered" and i.result.actor]
+        if acted:  # who the target says we acted as; an actor known before the send stays
+            await conn.execute(
+                "UPDATE echoes SET actor = t.actor FROM unnest(%s::text[], %s::text[]) AS t (delivery_id, actor)"
+                " WHERE echoes.delivery_id = t.delivery_id AND echoes.consumed_by IS NULL AND echoes.actor IS NULL",
+                _columns(acted),
+            )
         results: list[list[str]] = []
         for item in batch:
             released: list[str] = []
@@ -837,28 +874,28 @@ class PostgresStore:
             await self._notify(conn, DELIVERIES_CHANNEL)
         return results
 
-    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None:
         async def write(conn: Conn) -> None:
             async with conn.cursor() as cursor:
                 await cursor.executemany(
-                    "INSERT INTO echoes (org, system, type, object_id, change, delivery_id, target, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO echoes"
+                    " (org, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
                 )
 
         await self._run(write)
 
-    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None:
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
         for system, kind, object_id in refs:
-            row = await self._one(
-                "SELECT id, system, type, object_id, change, delivery_id, target, created_at FROM echoes"
+            found += await self._all(
+                f"SELECT {ECHO_COLUMNS} FROM echoes"
                 " WHERE org = %s AND system = %s AND type = %s AND object_id = %s AND change = %s"
-                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id LIMIT 1",
+                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id",
                 (org, system, kind, object_id, change, since),
             )
-            if row:
-                return row
-        return None
+        return sorted(found, key=lambda row: int(row["id"]))
 
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
         found: list[Ref] = []

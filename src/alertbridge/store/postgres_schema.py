@@ -253,6 +253,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX attempts_sent ON attempts (target, started_at);
         """,
     ),
+    (
+        12,
+        # What an expected echo must carry to be ours: a digest of the content we wrote (a note's
+        # text) and the name we act under there, where the system's webhook reports them.
+        """
+        ALTER TABLE echoes ADD COLUMN fingerprint text;
+        ALTER TABLE echoes ADD COLUMN actor text;
+        """,
+    ),
 ]
 
 

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from alertbridge import events as ev
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 from alertbridge.store.base import (
+    ECHO_COLUMNS,
     Attempt,
     AttemptResult,
     Decided,
@@ -303,6 +304,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE attempts ADD COLUMN target TEXT;
         UPDATE attempts SET target = (SELECT target FROM deliveries WHERE deliveries.id = attempts.delivery_id);
         CREATE INDEX attempts_sent ON attempts (target, started_at);
+        """,
+    ),
+    (
+        12,
+        # What an expected echo must carry to be ours: a digest of the content we wrote (a note's
+        # text) and the name we act under there, where the system's webhook reports them.
+        """
+        ALTER TABLE echoes ADD COLUMN fingerprint TEXT;
+        ALTER TABLE echoes ADD COLUMN actor TEXT;
         """,
     ),
 ]
@@ -797,12 +807,21 @@ class SQLiteStore:
         )
         return [ev.decode(row[0]) for row in rows]
 
-    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None]]:
-        def write(conn: sqlite3.Connection) -> list[list[str | None]]:
-            results = []
+    async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]:
+        """One transaction in the writer thread. An expected echo is taken only while still open, so
+        two decisions naming it suppress one event; the other is left unrouted, to be routed again."""
+
+        def write(conn: sqlite3.Connection) -> list[list[str | None] | None]:
+            results: list[list[str | None] | None] = []
             for decided in decisions:
                 if decided.echo_id is not None:
-                    conn.execute("UPDATE echoes SET consumed_by = ? WHERE id = ?", (decided.event_id, decided.echo_id))
+                    taken = conn.execute(
+                        "UPDATE echoes SET consumed_by = ? WHERE id = ? AND consumed_by IS NULL",
+                        (decided.event_id, decided.echo_id),
+                    ).rowcount
+                    if not taken:
+                        results.append(None)
+                        continue
                 existing = _insert_deliveries(conn, decided.deliveries)
                 trace = mark_done(decided.trace, decided.deliveries, existing)
                 conn.execute(
@@ -923,6 +942,11 @@ class SQLiteStore:
             _insert_deliveries(conn, follow_ups)
             if result.status != "delivered":  # the change was not made: its echo will not come
                 conn.execute("DELETE FROM echoes WHERE delivery_id = ? AND consumed_by IS NULL", (delivery.id,))
+            elif result.actor:  # who the target says we acted as; an actor known before the send stays
+                conn.execute(
+                    "UPDATE echoes SET actor = ? WHERE delivery_id = ? AND consumed_by IS NULL AND actor IS NULL",
+                    (result.actor, delivery.id),
+                )
             released: list[str] = []
             for a, b in links:
                 released += _link(conn, delivery.org, a, b, delivery.id, attempt.started_at + attempt.duration)
@@ -930,28 +954,31 @@ class SQLiteStore:
 
         return await self._write(write)
 
-    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[tuple[str, str, str, str]], now: float) -> None:
+    async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT INTO echoes (org, system, type, object_id, change, delivery_id, target, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO echoes"
+                " (org, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
             )
 
         await self._write(write)
 
-    async def find_echo(self, org: str, refs: Sequence[Ref], change: str, since: float) -> dict[str, Any] | None:
-        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             for system, kind, object_id in refs:
-                row = conn.execute(
-                    "SELECT id, system, type, object_id, change, delivery_id, target, created_at FROM echoes"
-                    " WHERE org = ? AND system = ? AND type = ? AND object_id = ? AND change = ?"
-                    "   AND consumed_by IS NULL AND created_at >= ? ORDER BY id LIMIT 1",
-                    (org, system, kind, object_id, change, since),
-                ).fetchone()
-                if row:
-                    return dict(row)
-            return None
+                found += [
+                    dict(row)
+                    for row in conn.execute(
+                        f"SELECT {ECHO_COLUMNS} FROM echoes"
+                        " WHERE org = ? AND system = ? AND type = ? AND object_id = ? AND change = ?"
+                        "   AND consumed_by IS NULL AND created_at >= ? ORDER BY id",
+                        (org, system, kind, object_id, change, since),
+                    )
+                ]
+            return sorted(found, key=lambda row: int(row["id"]))
 
         return await self._read(read)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from alertbridge.events import Event
+from alertbridge.events import Event, Expected
 
 OutcomeKind = Literal["success", "retry", "permanent"]
 Ref = tuple[str, str, str]  # (system, type, id) of an object in another system: ("pagerduty", "incident", "PT4KHLK")
@@ -42,6 +42,10 @@ class Outcome:
     # Objects the success created: each is linked to the object the event is about, so later
     # events on either side find their counterpart (an Opsgenie alert ↔ its PagerDuty incident).
     created: tuple[Ref, ...] = ()
+    # Who the target acted as, in the terms that system's webhooks name their agent by, when only its
+    # answer says so (PagerDuty's user id behind `From`): set on this delivery's expected echoes, so a
+    # webhook naming someone else is not taken for ours.
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,9 @@ class Target:
     required: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # Settings that name another target (checked at load time), e.g. a forward's `notes_to`.
     refers_to: tuple[str, ...] = ()
-    # The change an action makes, as (system, type, id, change): when that system's webhook
-    # reports it back, it is our own echo and is not synced again (no loops).
-    echo: Callable[[Any, str, Mapping[str, Any]], list[tuple[str, str, str, str]]] = lambda settings, action, fields: []
+    # The change an action makes (object, change, and where known the content and the actor name it
+    # carries): when that system's webhook reports it back, it is our own echo and is not synced again.
+    echo: Callable[[Any, str, Mapping[str, Any]], list[Expected]] = lambda settings, action, fields: []
     # A target that acts inside alertbridge (the inbox) instead of over HTTP: given the store.
     local: Callable[[Any, Any, str, Mapping[str, Any], Sending], Awaitable[Outcome]] | None = None
 

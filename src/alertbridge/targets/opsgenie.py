@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from alertbridge.events import Expected, fingerprint
 from alertbridge.targets.base import (
     FollowUp,
     Outcome,
@@ -180,17 +181,21 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
     return Outcome("success", f"HTTP {response.status_code}: {body.get('result') or 'accepted'}", result=result)
 
 
-def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[Expected]:
+    """Opsgenie's webhook names the `user` we sent as `alert.username`, and carries a note's text as
+    `alert.note`: a change by another user, or another note, is not ours."""
     change = CHANGES.get(action)
     if change is None:
         return []
     if action == "create":
-        return [("opsgenie", "alert_alias", str(fields["alias"])[:512], change)] if fields.get("alias") else []
+        return [Expected("opsgenie", "alert_alias", str(fields["alias"])[:512], change)] if fields.get("alias") else []
+    user = str(fields.get("user") or settings.user)
     try:
         identifier, kind = _alert(fields)
     except MissingField:
         return []
-    return [("opsgenie", "alert" if kind == "id" else "alert_alias", identifier, change)]
+    content = fingerprint(str(fields.get("note") or "").strip()[:25000]) if action == "note" else None
+    return [Expected("opsgenie", "alert" if kind == "id" else "alert_alias", identifier, change, content, user)]
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:

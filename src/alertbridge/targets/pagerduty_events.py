@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from alertbridge.events import Expected
 from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http, error_text
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -110,9 +111,9 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
 CHANGES = {"trigger": "created", "acknowledge": "acknowledged", "resolve": "resolved"}
 
 
-def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[Expected]:
     key = fields.get("dedup_key")
-    return [("pagerduty", "incident_key", dedup_key(key), CHANGES[action])] if key and action in CHANGES else []
+    return [Expected("pagerduty", "incident_key", dedup_key(key), CHANGES[action])] if key and action in CHANGES else []
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from alertbridge.events import Expected, fingerprint
 from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http
 
 DEFAULT_URL = "https://api.pagerduty.com"
@@ -158,7 +159,13 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
             result["note_id"] = note["id"]
         made = result.get("incident_id") if sending.action == "create" else None
         created = (("pagerduty", "incident", str(made)),) if made else ()
-        return Outcome("success", f"HTTP {response.status_code}", result=result or None, created=created)
+        return Outcome(
+            "success",
+            f"HTTP {response.status_code}",
+            result=result or None,
+            created=created,
+            actor=_acted_as(sending.action, incident, note),
+        )
     outcome = classify_http(response, _error(response))
     if response.status_code == 429 and outcome.retry_after is None:
         reset = response.headers.get("ratelimit-reset")
@@ -170,16 +177,35 @@ def classify(response: Response, settings: Settings, fields: Mapping[str, Any], 
     return outcome
 
 
+def _acted_as(action: str, incident: Any, note: Any) -> str | None:
+    """The id of the user PagerDuty says made our change: the note's `user`, or the incident's
+    `last_status_change_by` after a status change. Webhooks name their agent by that id; the `From`
+    email we send appears in neither."""
+    if action == "note" and isinstance(note, dict):
+        who = note.get("user")
+    elif action in ("acknowledge", "resolve") and isinstance(incident, dict):
+        who = incident.get("last_status_change_by")
+    else:
+        return None
+    return str(who["id"]) if isinstance(who, dict) and who.get("id") else None
+
+
 CHANGES = {"note": "annotated", "acknowledge": "acknowledged", "resolve": "resolved", "reassign": "reassigned"}
 
 
-def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def echo(settings: Settings, action: str, fields: Mapping[str, Any]) -> list[Expected]:
+    """A note is known by its text (PagerDuty's `incident.annotated` carries it as `data.content`).
+    PagerDuty names the From user as the agent by id and name, never by email, so the actor is not
+    known before the send: it is learnt from PagerDuty's answer (`_acted_as`)."""
     if action == "create":
         key = fields.get("incident_key")
-        return [("pagerduty", "incident_key", str(key), "created")] if key else []
+        return [Expected("pagerduty", "incident_key", str(key), "created")] if key else []
     change = CHANGES.get(action)
     incident = fields.get("incident_id")
-    return [("pagerduty", "incident", str(incident), change)] if change and incident else []
+    if not (change and incident):
+        return []
+    content = fingerprint(str(fields.get("content") or "")) if action == "note" else None
+    return [Expected("pagerduty", "incident", str(incident), change, content)]
 
 
 def order_key(settings: Settings, action: str, fields: Mapping[str, Any]) -> str | None:
