@@ -104,11 +104,7 @@ class Router:
         writes = []
         used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
         for event in events:
-            echo_id, decision, step = await self._echo(event, used)
-            if decision is None:
-                decision = await self._decide(event)
-                if step is not None:
-                    decision.trace.insert(0, step)
+            echo_id, decision = await self._route(event, used)
             if echo_id is not None:
                 used.add(echo_id)
             writes.append((event, decision, echo_id))
@@ -137,8 +133,16 @@ class Router:
 
     async def preview(self, event: Event) -> Decision:
         """What routing would decide for this event now, writing nothing (`send --dry-run`)."""
-        _, decision = await self._echo(event)
-        return decision if decision is not None else await self._decide(event)
+        return (await self._route(event))[1]
+
+    async def _route(self, event: Event, used: Collection[int] = ()) -> tuple[int | None, Decision]:
+        """The decision for one event: our own echo suppressed, else the routes' (the expectation it used)."""
+        echo_id, decision, step = await self._echo(event, used)
+        if decision is None:
+            decision = await self._decide(event)
+            if step is not None:
+                decision.trace.insert(0, step)
+        return echo_id, decision
 
     async def _decide(self, event: Event) -> Decision:
         original = None
