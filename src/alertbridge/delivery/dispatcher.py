@@ -255,8 +255,9 @@ class Dispatcher:
             )
 
     def _on_dead(self, delivery: Delivery, now: float) -> list[NewDelivery]:
-        """The action a route asked for when this one is given up (tell the team in Slack), sent once:
-        its key is this delivery's, so a replay that dies again adds nothing."""
+        """The action a route asked for when this one is given up (tell the team in Slack), once per death:
+        keyed on this delivery and the start of its retry budget, which a replay moves, so a repeated
+        record of the same death adds nothing and a replay that dies again tells the team again."""
         spec = delivery.fields.get(ON_DEAD)
         if not isinstance(spec, dict) or spec.get("target") not in self.targets:
             return []
@@ -268,7 +269,7 @@ class Dispatcher:
                 target=str(spec["target"]),
                 action=str(spec.get("action")),
                 fields=fields,
-                key=f"dead:{delivery.id}",
+                key=f"dead:{delivery.id}:{delivery.budget_from!r}",
                 now=now,
             )
         ]
