@@ -32,7 +32,6 @@ import base64
 import re
 from typing import Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from alertbridge.events import Subject
@@ -45,6 +44,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -136,10 +136,7 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     action = text(body.get("action"))

@@ -50,6 +50,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -113,10 +114,7 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if isinstance(body, dict) and isinstance(body.get("event"), dict):
         event = _v3(body["event"], body, request, endpoint)
         return [] if event is None else [event]
