@@ -101,8 +101,11 @@ class Router:
         events = await self.store.unrouted_events(BATCH, self.clock(), self.lease)
         if not events:
             return 0
-        writes = []
+        writes: list[tuple[Event, Decision, int | None]] = []
         for event in events:
+            if event.filtered:
+                writes.append((event, Decision("suppressed", [{"result": "not routed", "why": event.filtered}]), None))
+                continue
             echo_id, decision = await self._echo(event)
             if decision is None:
                 decision = await self._decide(event)
