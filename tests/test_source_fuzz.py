@@ -60,7 +60,7 @@ documents = st.recursive(
 
 SECRETS: dict[str, dict[str, Any]] = {
     "thena": {"token": "t"},
-    "pagerduty": {"secret": "s"},
+    "pagerduty": {"secret": "s", "integration_key": ["R0UTING", "PSUB1"]},
     "opsgenie": {"token": "t"},
     "slack": {"signing_secret": "s"},
     "github": {"secret": "s"},
@@ -111,7 +111,7 @@ def parses_or_refuses(source: str, incoming: Incoming) -> None:
 
 
 @pytest.mark.parametrize("source", sorted(SECRETS))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=documents, variant=st.integers(0, 4))
 def test_arbitrary_json(source: str, document: Any, variant: int) -> None:
     parses_or_refuses(source, request(source, document, variant))
@@ -126,9 +126,10 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
     ],
     "pagerduty": [
         ({"event": {"id": "E1", "event_type": "incident.triggered", "data": {"id": "P1", "type": "incident"}}}, path)
-        for path in ("event", "event.data", "event.data.service", "event.data.assignees")
+        for path in ("event", "event.data", "event.data.service", "event.data.assignees", "event.data.integration")
     ]
-    + [(PDV2, "messages"), (PDV2, "messages.0.incident"), (PDV2, "messages.0.log_entries")],
+    + [(PDV2, path) for path in ("messages", "messages.0.incident", "messages.0.log_entries", "messages.0.webhook")]
+    + [(PDV2, "messages.0.incident.alerts"), (PDV2, "messages.0.incident.first_trigger_log_entry")],
     "opsgenie": [
         ({"action": "Create", "alert": {"alertId": "A1", "message": "m"}}, path)
         for path in ("alert", "alertFlowContext", "alert.details", "alert.tags", "alert.responders")
@@ -170,7 +171,7 @@ def placed(skeleton: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("source", sorted(SECRETS))
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), value=documents, variant=st.integers(0, 4))
 def test_odd_values_where_objects_are_expected(source: str, data: st.DataObject, value: Any, variant: int) -> None:
     skeleton, path = data.draw(st.sampled_from(SHAPES[source]))
