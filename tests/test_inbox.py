@@ -168,3 +168,53 @@ def test_a_failing_target_is_reported_once_and_its_recovery_too(server_factory: 
             "the recovery",
         )
         assert len(slack.messages) == 1
+
+
+def from_integration(event_id: str, integration: str | None) -> dict[str, Any]:
+    """Seed 001's webhook as PagerDuty sends it for an incident an integration raised: the trigger's log
+    entry names the integration's key (`channel.service_key`), as V2 webhooks carry it."""
+    message = json.loads(json.dumps(SEED_WEBHOOK["messages"][0]))
+    message["id"] = event_id
+    message["data"]["incident"]["id"] = f"incident-{event_id}"
+    if integration is not None:
+        channel = {"type": "api", "service_key": integration}
+        message["log_entries"] = [{"type": "trigger_log_entry", "channel": channel}]
+    return {"messages": [message]}
+
+
+def test_the_saved_integration_key_filters_which_webhooks_notify(server_factory: Callable[..., Server]) -> None:
+    """Seed 001's "integration key for filtering": a webhook from another integration is stored, and its
+    trace says why nobody was notified."""
+    server = server_factory(EXAMPLES / "pagerduty-inbox.yaml")
+    alice = people(server)["alice@example.com"]
+    admin = {"Authorization": "Bearer " + server.cli("tokens", "create", "--role", "admin").stdout.strip()}
+    saved = server.client.post("/api/integrations/pagerduty", json={"integrationKey": "R0UTING"}, headers=admin)
+    assert saved.status_code == 200 and saved.json()["integrationKey"] == "R0UTING"
+
+    for event_id, integration in (("ours", "R0UTING"), ("theirs", "OTHERKEY"), ("unknown", None)):
+        assert server.post("/api/webhooks/pagerduty", from_integration(event_id, integration)).status_code == 200
+    wait_until(lambda: all(e["routed_at"] for e in server.events()) and len(server.events()) == 3, 10, "routed")
+    notes = server.client.get("/api/v1/notifications", headers=alice).json()
+    assert [n["title"] for n in notes] == ["[PagerDuty] Test Database Alert"]
+    assert notes[0]["data"]["prefill"]["tags"][-1] == "pagerduty-id:incident-ours"
+
+    by_id = {e["event"]["delivery_key"]: e for e in server.events()}
+    assert by_id["ours"]["status"] == "routed"
+    for event_id, why in (
+        ("theirs", "from integration 'OTHERKEY'; this endpoint takes only 'R0UTING'"),
+        ("unknown", "names no integration; this endpoint takes only 'R0UTING'"),
+    ):
+        assert by_id[event_id]["status"] == "suppressed"
+        (step,) = by_id[event_id]["trace"]
+        assert step["result"] == "not routed" and why in step["why"], step
+    assert len(server.deliveries()) == 1
+
+    # Cleared: every webhook notifies again.
+    cleared = server.client.post("/api/integrations/pagerduty", json={"integrationKey": ""}, headers=admin)
+    assert cleared.json()["integrationKey"] is None
+    assert server.post("/api/webhooks/pagerduty", from_integration("later", "OTHERKEY")).status_code == 200
+    wait_until(lambda: len(server.client.get("/api/v1/notifications", headers=alice).json()) == 2, 10, "notified")
+    # Not a string: refused, and nothing changes.
+    refused = server.client.post("/api/integrations/pagerduty", json={"integrationKey": ["R0UTING"]}, headers=admin)
+    assert refused.status_code == 400 and "integrationKey" in refused.json()["error"]
+    assert server.client.get("/api/integrations/pagerduty", headers=admin).json()["integrationKey"] is None

@@ -11,6 +11,7 @@ import pytest
 
 from .backends import writes_blocked
 from .conftest import EXAMPLES, Server, wait_until
+from .signing import pagerduty_signature
 
 TOKEN = "tok-8b1f3c"
 
@@ -188,3 +189,42 @@ def test_503_when_the_store_cannot_commit_then_the_retry_lands(
     )
     assert accepted.json() == {"ok": True, "serviceGroup": "A"}
     assert [row["event"]["delivery_key"] for row in server.events()] == ["locked-001"]
+
+
+DEEP_CONFIG = """
+endpoints:
+  - { name: thena, source: thena, path: /thena/events, token: "${WEBHOOK_TOKEN}" }
+  - { name: pagerduty, source: pagerduty, path: /webhooks/pagerduty, secret: "${PD_SECRET}" }
+  - { name: slack, source: slack, path: /webhooks/slack/events, signing_secret: "${SLACK_SECRET}" }
+"""
+
+
+def test_deeply_nested_json_from_an_authenticated_sender_is_a_400_with_a_reason(
+    server_factory: Callable[..., Server],
+) -> None:
+    """Thousands of levels used to be a RecursionError answered 500, which senders retry for ever."""
+    server = server_factory(DEEP_CONFIG, {"WEBHOOK_TOKEN": TOKEN, "PD_SECRET": "pd-secret", "SLACK_SECRET": "s"})
+    deep = b"[" * 5000 + b"]" * 5000
+    thena = b'{"message": {"eventId": "d-1", "eventType": "ticket:created", "payload": ' + deep + b"}}"
+    pagerduty = b'{"event": {"id": "E1", "event_type": "incident.triggered", "data": ' + deep + b"}}"
+    signed = pagerduty_signature(deep, "pd-secret")
+    answers = [
+        server.post(f"/thena/events?token={TOKEN}", content=thena),
+        server.post(f"/thena/events?token={TOKEN}", content=deep),
+        server.post(
+            "/webhooks/pagerduty",
+            content=pagerduty,
+            headers={"x-pagerduty-signature": pagerduty_signature(pagerduty, "pd-secret")},
+        ),
+        server.post("/webhooks/pagerduty", content=deep, headers={"x-pagerduty-signature": signed}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert "nested more than 100 levels deep" in answer.json()["error"]
+    # A Slack challenge is read before its signature is checked: unreadable, it is a 400 too.
+    challenge = server.post("/webhooks/slack/events", content=b'{"type": "url_verification", "challenge": [' + deep)
+    assert challenge.status_code == 400 and "nested more than 100" in challenge.json()["error"]
+    for endpoint, count in (("thena", 2), ("pagerduty", 2), ("slack", 1)):
+        assert server.metric("alertbridge_requests_refused_total", endpoint=endpoint, reason="bad_payload") == count
+    assert server.metric("alertbridge_events_stored_total", outcome="new") == 0
+    assert "Traceback" not in server.logs() and "RecursionError" not in server.logs()

@@ -107,3 +107,15 @@ def test_connection_tests_for_pagerduty_and_opsgenie_keys(
         assert check("opsgenie", "og-key", opsgenie.url) == {"ok": True, "message": "Opsgenie accepted the API key"}
         assert check("opsgenie", "nope", opsgenie.url) == {"ok": False, "message": "Opsgenie refused the API key"}
         assert check("opsgenie", "og-key", "http://127.0.0.1:9")["ok"] is False  # unreachable
+
+
+def test_a_secret_from_the_configuration_file_is_reported_as_set(server_factory: Callable[..., Server]) -> None:
+    """webhookSecretSet says whether webhooks must be signed: the file's secret counts as much as a saved one."""
+    server = server_factory(EXAMPLES / "pagerduty-inbox.yaml", {"PAGERDUTY_WEBHOOK_SECRET": SECRET})
+    headers = admin(server)
+    assert server.post("/api/webhooks/pagerduty", SEED_WEBHOOK).status_code == 401  # enforced
+    assert server.client.get("/api/integrations/pagerduty", headers=headers).json()["webhookSecretSet"] is True
+    # Saving other settings does not make it forget the file's secret.
+    saved = server.client.post("/api/integrations/pagerduty", json={"integrationKey": "R0UTING"}, headers=headers)
+    assert saved.json()["webhookSecretSet"] is True
+    assert server.post("/api/webhooks/pagerduty", SEED_WEBHOOK).status_code == 401

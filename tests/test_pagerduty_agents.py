@@ -398,24 +398,65 @@ def test_seed_003_example_runs_with_the_seeds_variables(
         api["id"] = "PGR0VU2"
         database = incident(("PDB", "production-database"), "PT", "P1", "high")
         database["id"] = "PDBINC"
+        web = incident(("PW", "web"), "PT", "P1", "high")
+        web["id"] = "PWEBINC"
+        pagerduty.add_incident("PWEBINC", "PW")
         post("incident.triggered", api, 1)  # auto-diagnose
-        post("incident.triggered", incident(("PW", "web"), "PT", "P1", "high"), 2)  # another service: nothing
+        post("incident.triggered", web, 2)  # another service: the seed's main trigger
         post("incident.escalated", database, 3)  # senior agent
         post("incident.resolved", api, 4)  # cleanup
 
-        wait_until(lambda: len(agent.forwards) == 3, 15, "three forwards")
+        wait_until(lambda: len(agent.forwards) == 4, 15, "four forwards")
         agents = sorted((f["type"], f["context"]["agent"]) for f in agent.forwards)
         assert agents == [
             ("incident.escalated", "senior-sre-agent"),
             ("incident.resolved", "cleanup-agent"),
             ("incident.triggered", "diagnostic-agent"),
+            ("incident.triggered", "incident-response-agent"),
         ]
         cleanup = next(f for f in agent.forwards if f["context"]["agent"] == "cleanup-agent")
         assert cleanup["context"]["parameters"] == {"create_postmortem": True, "cleanup_temp_resources": True}
         assert all(agent.verified)
         wait_until(lambda: len(pagerduty.incidents["PGR0VU2"].notes) == 2, 15, "notes on the API incident")
         wait_until(lambda: pagerduty.incidents["PDBINC"].notes, 15, "the note on the database incident")
+        wait_until(lambda: pagerduty.incidents["PWEBINC"].notes, 15, "the note on the web incident")
         assert pagerduty.validation_errors == []
+
+
+def test_a_triggered_incident_on_any_service_reaches_the_agent(
+    server_factory: Callable[..., Server], pagerduty: FakePagerDutyREST
+) -> None:
+    """Seed 003's pagerduty-incident-handler: every service's triggered, acknowledged and resolved
+    incidents reach the incident-response agent, once each, unless a use case took the event."""
+    secret = "seed-003-secret"
+    with FakeAgent(secret, mode="silent") as agent:
+        env = {"PAGERDUTY_WEBHOOK_SECRET": secret, "PAGERDUTY_API_TOKEN": API_TOKEN, "AGENT_URL": f"{agent.url}/agent"}
+        server = server_factory(EXAMPLES / "pagerduty-agent.yaml", env)
+        sent = [
+            ("incident.triggered", incident(("PANY123", "billing-cron"), "PT", None, "low")),
+            ("incident.acknowledged", incident(("PANY123", "billing-cron"), "PT", None, "low")),
+            ("incident.triggered", incident(("PAPI", "production-api"), "PT", "P1", "high")),
+            ("incident.unacknowledged", incident(("PANY123", "billing-cron"), "PT", None, "low")),
+        ]
+        for n, (event_type, data) in enumerate(sent):
+            body = v3(event_type, event_id=f"EA{n}", data=data)
+            headers = {"x-pagerduty-signature": pagerduty_signature(body, secret), "x-webhook-id": f"wh-a{n}"}
+            assert server.post("/webhooks/pagerduty", content=body, headers=headers).status_code == 200
+
+        wait_until(lambda: len([e for e in server.events() if e["routed_at"]]) == 4, 15, "all four routed")
+        wait_until(lambda: len(agent.forwards) == 3, 15, "three forwards")
+        got = sorted((f["type"], f["data"]["service"]["name"], f["context"]["agent"]) for f in agent.forwards)
+        assert got == [
+            ("incident.acknowledged", "billing-cron", "incident-response-agent"),
+            ("incident.triggered", "billing-cron", "incident-response-agent"),
+            ("incident.triggered", "production-api", "diagnostic-agent"),  # once: the use case took it
+        ]
+        assert all(agent.verified) and len(server.deliveries()) == 3
+        by_kind = {(e["event"]["kind"], e["event"]["service"]["name"]): e for e in server.events()}
+        trace = by_kind[("incident.triggered", "production-api")]["trace"]
+        handler = next(step for step in trace if step.get("route") == "pagerduty-incident-handler")
+        assert handler["reasons"] == ["not tried: 'auto-diagnose' matched first"]
+        assert by_kind[("incident.unacknowledged", "billing-cron")]["status"] == "unmatched"
 
 
 RAW_CONFIG = """

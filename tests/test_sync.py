@@ -668,3 +668,23 @@ endpoints:
     assert event["event"]["kind"] == "alert.custom_action"
     assert server.metric("alertbridge_requests_refused_total", endpoint="opsgenie", reason="bad_token") == 1
     assert "old-token" not in server.logs() and "nope" not in server.logs()
+
+
+def test_a_missing_opsgenie_credential_names_the_header_to_send(server_factory: Callable[..., Server]) -> None:
+    """The 401 is what someone setting up the Opsgenie integration reads: it says what to send."""
+    create = b'{"action":"Create","alert":{"alertId":"x"}}'
+    server = server_factory(EXAMPLES / "opsgenie-pagerduty.yaml", SEED_VARIABLES)
+    refused = server.post("/ops-webhook", content=create)
+    assert refused.status_code == 401
+    error = refused.json()["error"]
+    assert "Authorization: GenieKey <" in error and "custom header" in error, error
+    assert "token" not in error.replace("GenieKey", ""), error  # no token is configured: none is offered
+    assert OG_KEY not in error
+    server.stop()
+
+    with_token = server_factory(
+        EXAMPLES / "opsgenie-pagerduty.yaml", {**SEED_VARIABLES, "OPSGENIE_WEBHOOK_TOKEN": "og-hook-token"}
+    )
+    error = with_token.post("/ops-webhook", content=create).json()["error"]
+    assert "Authorization: GenieKey <" in error and "?token=" in error and "X-Webhook-Token" in error, error
+    assert "og-hook-token" not in error and OG_KEY not in error

@@ -255,19 +255,75 @@ def test_agent_down_then_back_and_down_for_good(
         wait_until(lambda: slack.messages, 20, "the Slack error message")
         (message,) = slack.messages
         assert message["channel"] == "C0A4967KRBM"
-        assert "could not reach the agent for slack.app_mention" in message["text"]
+        assert "could not deliver slack.app_mention" in message["text"] and "after 3 attempts" in message["text"]
         dead = server.deliveries("dead")
         assert [d["target"] for d in dead] == ["agent"]
-        # Replayed and dead again: still one message.
-        server.cli("replay", dead[0]["id"])
-        wait_until(
-            lambda: server.deliveries("dead") and server.deliveries("dead")[0]["attempts"] >= 3, 20, "dead again"
-        )
-        time.sleep(1.0)
-        assert len(slack.messages) == 1
         assert slack.validation_errors == []
     finally:
         agent.stop()
+
+
+def queued_by(output: str) -> list[str]:
+    """The delivery ids `alertbridge replay` says it queued."""
+    return [line.split()[1] for line in output.splitlines() if line.startswith("queued ")]
+
+
+def test_replaying_an_event_sends_its_work_again_not_its_alarm(
+    server_factory: Callable[..., Server], slack: FakeSlack, tmp_path: Any
+) -> None:
+    """The Slack message tells the operator to `alertbridge replay EVENT_ID`: that re-sends the forward,
+    and the team hears again only if the new attempt dies too."""
+    agent = FakeAgent(AGENT_SECRET, mode="silent")
+    server = start(server_factory, f"{agent.url}/agent", slack, tmp_path)
+    try:
+        assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-1")).status_code == 200
+        wait_until(lambda: slack.messages, 20, "the Slack error message")
+        event_id = slack.messages[0]["text"].rsplit("alertbridge replay ", 1)[1].strip()
+        (forward,) = [d for d in server.deliveries() if d["target"] == "agent"]
+        assert forward["event_id"] == event_id and forward["status"] == "dead"
+
+        # Still down: only the forward is queued again; once it dies again, the team is told again.
+        assert queued_by(server.cli("replay", event_id).stdout) == [forward["id"]]
+        wait_until(lambda: len(slack.messages) == 2, 20, "the second message, after the replay died")
+        wait_until(lambda: server.deliveries("dead") and server.deliveries("pending") == [], 10, "settled")
+
+        # Back: the replay delivers the forward, and nobody is told anything.
+        agent.start()
+        assert queued_by(server.cli("replay", event_id).stdout) == [forward["id"]]
+        wait_until(lambda: agent.forwards, 15, "the forward replayed")
+        wait_until(
+            lambda: (
+                all(d["status"] in ("delivered", "dead") for d in server.deliveries())
+                and server.deliveries("dead") == []
+            ),
+            15,
+            "every delivery settled",
+        )
+        assert len(agent.forwards) == 1 and len(slack.messages) == 2
+        assert slack.validation_errors == []
+    finally:
+        agent.stop()
+
+
+def test_a_refusal_is_reported_as_a_refusal_not_after_retries(
+    server_factory: Callable[..., Server], slack: FakeSlack, tmp_path: Any
+) -> None:
+    """A 4xx is not retried: the team's message must say the agent refused, not that retries ran out."""
+    with FakeAgent(AGENT_SECRET, mode="silent") as agent:
+        agent.behave(400, body={"error": "unknown team extend-sre"})
+        server = start(server_factory, f"{agent.url}/agent", slack, tmp_path)
+        assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-1")).status_code == 200
+        wait_until(lambda: slack.messages, 20, "the Slack error message")
+        (message,) = slack.messages
+        assert "refused with 400 (unknown team extend-sre), not retried" in message["text"], message["text"]
+        assert "after its retries" not in message["text"] and "attempts" not in message["text"]
+        (dead,) = server.deliveries("dead")
+        assert dead["attempts"] == 1 and len(agent.requests) == 1
+        # Unreachable, by contrast: how many attempts were made before giving up.
+        agent.stop()
+        assert slack_post(server, "/webhooks/slack/events", app_mention("Ev-2")).status_code == 200
+        wait_until(lambda: len(slack.messages) == 2, 20, "the second message")
+        assert "after 3 attempts (last: could not reach agent" in slack.messages[1]["text"], slack.messages[1]["text"]
 
 
 def test_the_answer_stays_fast_while_the_agent_is_slow(

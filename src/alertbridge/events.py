@@ -58,6 +58,9 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     identifiers: dict[str, str] = msgspec.field(default_factory=dict)
     dedup_key: str | None = None
     labels: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Why the endpoint keeps this event without routing it (a filter of its own, e.g. a PagerDuty
+    # integration key): stored and answered like any, its trace says this, and nothing is sent.
+    filtered: str | None = None
     raw: Any = None
 
 

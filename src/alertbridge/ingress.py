@@ -119,21 +119,21 @@ class Ingress:
 
         try:
             reply = endpoint.source.handshake(request, endpoint)  # a handshake may check credentials itself
+            if reply is None:
+                endpoint.source.verify(request, endpoint)
+                events = endpoint.source.parse(request, endpoint)
         except Unauthorized as exc:
             await refuse(exc.status, exc.reason, exc.message)
+            return
+        except BadPayload as exc:
+            await refuse(400, "bad_payload", str(exc))
+            return
+        except Exception as exc:  # a parser's bug: the sender must not retry the same body for ever
+            log.exception("source_failed", endpoint=name, error=f"{type(exc).__name__}: {exc}")
+            await refuse(400, "unreadable", f"alertbridge could not read this body ({type(exc).__name__})")
             return
         if reply is not None:
             await _respond(send, reply.status, reply.body, head, media_type=reply.media_type)
-            return
-        try:
-            endpoint.source.verify(request, endpoint)
-        except Unauthorized as exc:
-            await refuse(exc.status, exc.reason, exc.message)
-            return
-        try:
-            events = endpoint.source.parse(request, endpoint)
-        except BadPayload as exc:
-            await refuse(400, "bad_payload", str(exc))
             return
         # The first event's template variables serve its labels and then the response.
         bound = None

@@ -5,7 +5,9 @@
     POST /api/integrations/pagerduty/test   {"apiKey"} (or the saved one) against PagerDuty's API
 
 They govern the PagerDuty endpoint at `/api/webhooks/pagerduty` of the caller's org: disabled,
-it refuses webhooks (404); once a webhook secret is saved, every webhook must be signed with it.
+it refuses webhooks (404); once a webhook secret is saved, every webhook must be signed with it;
+with an integration key, only webhooks from that integration are routed (the others are stored,
+their trace saying why).
 Secrets are encrypted at rest (`vault.py`), never returned, never logged. Authorization: an API
 token (`alertbridge tokens create`); saving needs the admin role.
 """
@@ -72,6 +74,8 @@ def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, 
     extra = {**endpoint.config.extra}
     if secret:
         extra.update(secret=secret, allow_unsigned=False)
+    if config.get("integrationKey"):
+        extra["integration_key"] = config["integrationKey"]
     settings = endpoint.source.settings.model_validate(extra)
     endpoints[PATH] = dataclasses.replace(endpoint, settings=settings, enabled=bool(config.get("enabled", True)))
     return True
@@ -101,13 +105,16 @@ def integrations_api(
             except VaultUnavailable:
                 key = "••••"
         endpoint = endpoints().get(PATH)
-        live = endpoint is not None and endpoint.org == org and endpoint.source.name == "pagerduty"
+        live = (
+            endpoint if endpoint is not None and endpoint.org == org and endpoint.source.name == "pagerduty" else None
+        )
         return {
-            "enabled": bool(live and endpoint is not None and endpoint.enabled),
+            "enabled": bool(live and live.enabled),
             "webhookUrl": str(request.base_url).rstrip("/") + PATH,
             "apiKey": key,
             "integrationKey": config.get("integrationKey"),
-            "webhookSecretSet": bool(config.get("webhookSecret")),
+            # Whether webhooks must be signed: a secret saved here, or one in the configuration file.
+            "webhookSecretSet": bool(config.get("webhookSecret")) or bool(live and live.settings.secrets()),
         }
 
     async def settings(request: Request) -> Response:
@@ -129,12 +136,19 @@ def integrations_api(
         unknown = [k for k in body if k not in ("enabled", "apiKey", "integrationKey", "webhookSecret")]
         if unknown:
             return _error(400, f"unknown setting {unknown[0]!r}")
+        wrong = [
+            k
+            for k in ("apiKey", "integrationKey", "webhookSecret")
+            if body.get(k) not in (None, "") and not isinstance(body[k], str)
+        ]
+        if wrong:
+            return _error(400, f'{wrong[0]} must be a string (or null / "" to clear it)')
         try:
             updated = dict(config)
             if "enabled" in body:
                 updated["enabled"] = bool(body["enabled"])
             if "integrationKey" in body:
-                updated["integrationKey"] = body["integrationKey"] or None
+                updated["integrationKey"] = (body["integrationKey"] or "").strip() or None
             for name in ("apiKey", "webhookSecret"):
                 value = body.get(name)
                 if isinstance(value, str) and value and not value.startswith("••••"):  # a masked value: unchanged

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
+from alertbridge.delivery import DEAD_WHY
 from alertbridge.delivery.alarms import Alarms
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
@@ -191,6 +192,7 @@ class Dispatcher:
         finished = self.clock()
         number = delivery.attempts + 1
         policy = target.retry if target else self.config.retry
+        reason: str | None = None  # why the retries ran out, if they did
 
         if outcome.kind == "success":
             result = AttemptResult("delivered", finished, None, outcome.result, outcome.actor)
@@ -207,7 +209,7 @@ class Dispatcher:
         attempt = Attempt(delivery.id, number, started, finished - started, outcome.kind, status_code, outcome.message)
         follow_ups = self._follow_ups(delivery, outcome, finished) if result.status == "delivered" else []
         if result.status == "dead":
-            follow_ups = self._on_dead(delivery, finished)
+            follow_ups = self._on_dead(delivery, finished, _why_dead(outcome, status_code, number, reason))
         if self.alarms is not None and target is not None:
             follow_ups += await self.alarms.attempt(
                 delivery, outcome.kind == "success", result.status == "dead", outcome.message, finished
@@ -256,13 +258,14 @@ class Dispatcher:
                 **log_fields,
             )
 
-    def _on_dead(self, delivery: Delivery, now: float) -> list[NewDelivery]:
-        """The action a route asked for when this one is given up (tell the team in Slack), sent once:
-        its key is this delivery's, so a replay that dies again adds nothing."""
+    def _on_dead(self, delivery: Delivery, now: float, why: str) -> list[NewDelivery]:
+        """The action a route asked for when this one is given up (tell the team in Slack), once per death:
+        keyed on this delivery and the start of its retry budget, which a replay moves, so a repeated
+        record of the same death adds nothing and a replay that dies again tells the team again."""
         spec = delivery.fields.get(ON_DEAD)
         if not isinstance(spec, dict) or spec.get("target") not in self.targets:
             return []
-        fields = {k: v for k, v in spec.items() if k not in ("target", "action")}
+        fields = {k: _with_why(v, why) for k, v in spec.items() if k not in ("target", "action")}
         return [
             NewDelivery.after(
                 delivery,
@@ -270,7 +273,7 @@ class Dispatcher:
                 target=str(spec["target"]),
                 action=str(spec.get("action")),
                 fields=fields,
-                key=f"dead:{delivery.id}",
+                key=f"dead:{delivery.id}:{delivery.budget_from!r}",
                 now=now,
             )
         ]
@@ -333,3 +336,26 @@ class Dispatcher:
         await asyncio.gather(*self._sending, return_exceptions=True)
         for transport in [*self.transports.values(), *self._retired]:
             await transport.close()
+
+
+def _why_dead(outcome: Outcome, status: int | None, attempts: int, exhausted: str | None) -> str:
+    """Why a delivery died, in words for the people an `on_dead` message tells: a refusal is not a
+    receiver that stayed away, and retrying it would not have helped."""
+    if outcome.kind == "permanent":
+        if status is None:  # refused before any answer: the request could not be built, the target is gone
+            return f"{outcome.message}, not retried"
+        said = "" if outcome.message in ("", f"HTTP {status}") else f" ({outcome.message})"
+        return f"refused with {status}{said}, not retried"
+    after = (exhausted or "").removeprefix("gave up ") or f"after {attempts} attempts"
+    return f"{after} (last: {outcome.message})"
+
+
+def _with_why(value: object, why: str) -> object:
+    """An on_dead field with `{{ dead.why }}` (rendered as DEAD_WHY when routed) made the real reason."""
+    if isinstance(value, str):
+        return value.replace(DEAD_WHY, why)
+    if isinstance(value, dict):
+        return {k: _with_why(v, why) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_why(v, why) for v in value]
+    return value

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from alertbridge.delivery import DEAD_WHY
 from alertbridge.events import Event, refs, to_dict
 from alertbridge.ids import new_id
 from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
@@ -36,7 +37,7 @@ def context(
     event: Event, original: Event | None = None, links: Sequence[Ref] = (), team: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """What templates see: the event, its labels, the event it answers (an agent's note), if any,
-    and the objects in other systems linked to what it is about."""
+    the objects in other systems linked to what it is about, and (for `on_dead`) why a delivery died."""
     view = to_dict(event)
     # An identifier or label an event lacks reads as none, so `a or b` chains work in templates.
     view["identifiers"] = _Lenient(view["identifiers"])
@@ -48,6 +49,7 @@ def context(
         "original": to_dict(original) if original else None,
         "links": Links(subject[0] if subject else None, links),
         "team": team,
+        "dead": {"why": DEAD_WHY},
     }
 
 

@@ -101,7 +101,7 @@ class Router:
         events = await self.store.unrouted_events(BATCH, self.clock(), self.lease)
         if not events:
             return 0
-        writes = []
+        writes: list[tuple[Event, Decision, int | None]] = []
         used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
         for event in events:
             echo_id, decision = await self._route(event, used)
@@ -137,6 +137,8 @@ class Router:
 
     async def _route(self, event: Event, used: Collection[int] = ()) -> tuple[int | None, Decision]:
         """The decision for one event: our own echo suppressed, else the routes' (the expectation it used)."""
+        if event.filtered:  # the source kept it from routing (an endpoint's integration filter)
+            return None, Decision("suppressed", [{"result": "not routed", "why": event.filtered}])
         echo_id, decision, step = await self._echo(event, used)
         if decision is None:
             decision = await self._decide(event)

@@ -20,11 +20,20 @@ Settings: `secret` (the same secret as the forward target's).
 
 from __future__ import annotations
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.security import callback_token, same_secret
-from alertbridge.sources.base import BadPayload, Endpoint, Event, Incoming, Source, Unauthorized, body_digest, text
+from alertbridge.sources.base import (
+    BadPayload,
+    Endpoint,
+    Event,
+    Incoming,
+    Source,
+    Unauthorized,
+    body_digest,
+    decode_json,
+    text,
+)
 
 
 class Settings(BaseModel):
@@ -34,10 +43,7 @@ class Settings(BaseModel):
 
 
 def _body(request: Incoming) -> dict:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     return body
@@ -64,6 +70,9 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     note = text(body.get("note"))
     if note is None:
         raise BadPayload("'note' (a non-empty string) is required")
+    answered = text(body.get("event_id"))
+    if answered is None:
+        raise BadPayload("'event_id' (the id of the event this answers, from the callback) is required")
     return [
         endpoint.event(
             kind="agent.note",
@@ -73,7 +82,7 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
             note=note,
             title=text(body.get("title")),
             actor=text(body.get("agent")),
-            identifiers={"in_reply_to": str(body["event_id"])},
+            identifiers={"in_reply_to": answered},
             raw=body,
         )
     ]

@@ -47,12 +47,20 @@ from typing import Any, Literal
 
 import jmespath
 import jmespath.exceptions
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from alertbridge.events import Service, Subject
 from alertbridge.security import any_secret, same_secret, secret_values
-from alertbridge.sources.base import BadPayload, Endpoint, Event, Incoming, Source, Unauthorized, body_digest, text
+from alertbridge.sources.base import (
+    Endpoint,
+    Event,
+    Incoming,
+    Source,
+    Unauthorized,
+    body_digest,
+    decode_json,
+    text,
+)
 
 SCALARS = (
     "kind",
@@ -184,10 +192,7 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     settings: Settings = endpoint.settings
     spec = settings.fields
     found = {name: _scalar(getattr(spec, name), body) for name in SCALARS}

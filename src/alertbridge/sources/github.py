@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
@@ -36,6 +35,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -72,10 +72,11 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     if name == "ping":
         return []
     try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        hint = "set the webhook's content type to application/json"
-        raise BadPayload(f"the body is not valid JSON ({hint}): {exc}") from None
+        body = decode_json(request.body)
+    except BadPayload as exc:
+        if "not valid JSON" in str(exc):
+            raise BadPayload(f"{exc} (set the webhook's content type to application/json)") from None
+        raise
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     action = text(body.get("action"))

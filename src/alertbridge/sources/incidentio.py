@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
@@ -41,6 +40,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -85,10 +85,7 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict) or not text(body.get("event_type")):
         raise BadPayload("not an incident.io webhook: expected {'event_type': X, X: {...}}")
     event_type = str(body["event_type"])

@@ -32,7 +32,6 @@ import base64
 import re
 from typing import Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from alertbridge.events import Subject
@@ -45,6 +44,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -108,6 +108,25 @@ def kind_of(action: str) -> str:
     return f"alert.{snake}"
 
 
+def _what_to_send(settings: Settings) -> str:
+    """The 401's message: the credentials this endpoint takes, as the Opsgenie integration is set to send
+    them (read by whoever sets it up, so it names headers, never a secret)."""
+    ways = []
+    if settings.genie_key():
+        ways.append(
+            "the custom header `Authorization: GenieKey <API key>` in the Opsgenie webhook integration,"
+            " with the Opsgenie API key alertbridge is configured with"
+        )
+    if settings.tokens():
+        header = "-".join(part.capitalize() for part in settings.token_header.split("-"))
+        ways.append(
+            f"this endpoint's token as ?token=… on the URL, or in a `{header}` header (or `Authorization: Bearer …`)"
+        )
+    if settings.password is not None:
+        ways.append("basic auth with this endpoint's user name and password (https://user:password@host/… as the URL)")
+    return "no credential: send " + "; or ".join(ways)
+
+
 def verify(request: Incoming, endpoint: Endpoint) -> None:
     settings: Settings = endpoint.settings
     auth = request.headers.get("authorization", "")
@@ -130,16 +149,13 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
     if given is None and auth[:7].lower() == "bearer ":
         given = auth[7:].strip()
     if given is None:
-        raise Unauthorized(401, "missing_token", "a credential is required: ?token=…, a token header, or basic auth")
+        raise Unauthorized(401, "missing_token", _what_to_send(settings))
     if not settings.tokens() or not any_secret(given, settings.tokens()):
         raise Unauthorized(403, "bad_token", "invalid token")
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     action = text(body.get("action"))

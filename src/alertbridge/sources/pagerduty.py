@@ -29,7 +29,8 @@ takes it. `pagey.ping` is answered and not stored.
 | note         | `data.content` (annotated; `event.note.content` as seed 002 sends it), `data.message` (status update, responder) | `log_entries[0].channel.content` |
 | url          | `data.html_url` (else `data.incident.html_url`)            | `incident.html_url`                     |
 | dedup_key    | `data.incident_key`                                        | `incident.alerts[0].alert_key`, else `incident_key` |
-| identifiers  | `pagerduty_incident_id`, `pagerduty_incident_number`, `pagerduty_incident_key`, `pagerduty_service_id`, `pagerduty_team_id`, `pagerduty_escalation_policy_id`, `pagerduty_subscription_id` | same (no subscription) |
+| identifiers  | `pagerduty_incident_id`, `pagerduty_incident_number`, `pagerduty_incident_key`, `pagerduty_service_id`, `pagerduty_team_id`, `pagerduty_escalation_policy_id`, `pagerduty_subscription_id`, `pagerduty_integration` (`data.integration.id`, else an alert's `integration.id`) | same (no subscription); `pagerduty_integration` from `webhook.id`, a log entry's `channel.service_key`, an alert's `integration.id` |
+| filtered     | with `integration_key` set: why a webhook none of whose integrations (those above, and V3's `X-Webhook-Subscription`) is one of the keys is not routed | same |
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -75,10 +77,17 @@ class Settings(BaseModel):
     # The subscription's signing secret; a list while rotating or when several subscriptions share a URL.
     secret: SecretStr | list[SecretStr] | None = None
     allow_unsigned: bool = False  # legacy V2 webhooks carry no signature
+    # Only webhooks from these integrations are routed (seed 001's "integration key for filtering");
+    # others are stored, and their trace says why they were not routed.
+    integration_key: str | list[str] | None = None
 
     def secrets(self) -> list[bytes]:
         # An empty secret (an unset `${VAR:-}`) is no secret.
         return [value.encode() for value in secret_values(self.secret, skip_empty=True)]
+
+    def integration_keys(self) -> list[str]:
+        keys = self.integration_key if isinstance(self.integration_key, list) else [self.integration_key or ""]
+        return [key.strip() for key in keys if key.strip()]
 
 
 def signatures(header: str) -> list[str]:
@@ -113,10 +122,7 @@ def verify(request: Incoming, endpoint: Endpoint) -> None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if isinstance(body, dict) and isinstance(body.get("event"), dict):
         event = _v3(body["event"], body, request, endpoint)
         return [] if event is None else [event]
@@ -138,6 +144,9 @@ def _v3(event: dict[str, Any], body: Any, request: Incoming, endpoint: Endpoint)
     priority = _priority(incident.get("priority"))
     urgency = text(incident.get("urgency"))
     subscription = request.headers.get("x-webhook-subscription")
+    integrations = [i for i in (subscription, text(dig(data, "integration", "id"))) if i] + _alert_integrations(
+        incident
+    )
     return endpoint.event(
         kind=kind,
         delivery_key=text(event.get("id")) or request.headers.get("x-webhook-id") or body_digest(request.body),
@@ -158,7 +167,8 @@ def _v3(event: dict[str, Any], body: Any, request: Incoming, endpoint: Endpoint)
         note=text(data.get("content")) or text(dig(event, "note", "content")) or text(data.get("message")),
         url=text(incident.get("html_url")),
         dedup_key=text(incident.get("incident_key")),
-        identifiers=_identifiers(incident, subscription),
+        identifiers=_identifiers(incident, subscription, integrations),
+        filtered=_filtered(integrations, endpoint.settings),
         raw=body,
     )
 
@@ -176,6 +186,12 @@ def _v2(message: dict[str, Any], body: Any, endpoint: Endpoint) -> Event:
     alert_key = text(obj(alerts[0]).get("alert_key")) if alerts else None
     assignments = _list(incident.get("assignments"))
     incident_id = text(incident.get("id"))
+    channels = [obj(e).get("channel") for e in entries] + [dig(incident, "first_trigger_log_entry", "channel")]
+    integrations = [
+        *(i for i in (text(dig(message, "webhook", "id")),) if i),
+        *(k for c in channels for k in (text(dig(c, "service_key")), text(dig(c, "integration_key"))) if k),
+        *_alert_integrations(incident),
+    ]
     return endpoint.event(
         kind=V2_KINDS.get(name, name),
         delivery_key=text(message.get("id")) or body_digest(msgspec.json.encode(message)),
@@ -195,7 +211,8 @@ def _v2(message: dict[str, Any], body: Any, endpoint: Endpoint) -> Event:
         note=text(dig(entry, "channel", "content")) or text(dig(entry, "note", "content")),
         url=text(incident.get("html_url")),
         dedup_key=alert_key or text(incident.get("incident_key")),
-        identifiers=_identifiers({**incident, "number": incident.get("incident_number")}, None),
+        identifiers=_identifiers({**incident, "number": incident.get("incident_number")}, None, integrations),
+        filtered=_filtered(integrations, endpoint.settings),
         raw=body,
     )
 
@@ -229,7 +246,24 @@ def _ids(value: Any) -> tuple[str, ...]:
     return tuple(i for i in (text(obj(item).get("id")) for item in value) if i)
 
 
-def _identifiers(incident: dict[str, Any], subscription: str | None) -> dict[str, str]:
+def _alert_integrations(incident: dict[str, Any]) -> list[str]:
+    """The ids of the integrations that raised the incident's alerts, where the payload lists them."""
+    return [i for i in (text(dig(a, "integration", "id")) for a in _list(incident.get("alerts"))) if i]
+
+
+def _filtered(integrations: list[str], settings: Settings) -> str | None:
+    """Why the endpoint's integration filter keeps this webhook from routing, or None when it passes."""
+    keys = settings.integration_keys()
+    if not keys or any(found in keys for found in integrations):
+        return None
+    only = " or ".join(repr(key) for key in keys)
+    if not integrations:
+        return f"the webhook names no integration; this endpoint takes only {only} (integration key filter)"
+    named = ", ".join(repr(found) for found in dict.fromkeys(integrations))
+    return f"from integration {named}; this endpoint takes only {only} (integration key filter)"
+
+
+def _identifiers(incident: dict[str, Any], subscription: str | None, integrations: list[str]) -> dict[str, str]:
     pairs = {
         "pagerduty_incident_id": text(incident.get("id")),
         "pagerduty_incident_number": text(incident.get("number")),
@@ -238,6 +272,7 @@ def _identifiers(incident: dict[str, Any], subscription: str | None) -> dict[str
         "pagerduty_team_id": (_ids(incident.get("teams")) or (None,))[0],
         "pagerduty_escalation_policy_id": text(dig(incident, "escalation_policy", "id")),
         "pagerduty_subscription_id": subscription,
+        "pagerduty_integration": next((i for i in integrations if i != subscription), None),
     }
     return {key: value for key, value in pairs.items() if value}
 

@@ -26,11 +26,9 @@ Interactions arrive form-encoded: `payload=<JSON>`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Subject
@@ -44,6 +42,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -88,17 +87,11 @@ def _document(request: Incoming) -> dict[str, Any]:
         form = parse_qs(request.body.decode("utf-8", errors="replace"))
         if "payload" not in form:
             raise BadPayload("a form-encoded Slack request carries payload=<JSON>")
-        try:
-            payload = json.loads(form["payload"][0])
-        except ValueError:
-            raise BadPayload("payload= is not JSON") from None
+        payload = decode_json(form["payload"][0], "payload=")
         if not isinstance(payload, dict):
             raise BadPayload("payload= must be a JSON object")
         return {"_interaction": True, **payload}
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     return body
@@ -131,7 +124,7 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
         endpoint.event(
             kind=f"slack.{text(event.get('type')) or 'event'}",
             delivery_key=text(body.get("event_id")) or body_digest(request.body),
-            occurred_at=dt.datetime.fromtimestamp(when, dt.UTC).isoformat() if isinstance(when, int) else None,
+            occurred_at=_unix_time(when),
             subject=Subject("slack", "message", f"{channel}:{ts}") if channel and ts else None,
             title=(text(event.get("text")) or "")[:200] or None,
             actor=text(event.get("user")),
@@ -139,6 +132,16 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
             raw=body,
         )
     ]
+
+
+def _unix_time(value: Any) -> str | None:
+    """Unix seconds as ISO 8601; none for what is not a time (a string, a year past 9999)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _interaction(payload: dict[str, Any], request: Incoming, endpoint: Endpoint) -> Event:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Service, Subject
@@ -46,6 +45,7 @@ from alertbridge.sources.base import (
     Source,
     Unauthorized,
     body_digest,
+    decode_json,
     dig,
     obj,
     text,
@@ -90,18 +90,12 @@ def handshake(request: Incoming, endpoint: Endpoint) -> Reply | None:
 
 
 def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
-    try:
-        body = msgspec.json.decode(request.body)
-    except msgspec.DecodeError as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object")
     message = body.get("message", body)
     if isinstance(message, str | bytes):
-        try:
-            message = msgspec.json.decode(message)
-        except msgspec.DecodeError:
-            raise BadPayload("'message' is a string but not JSON") from None
+        message = decode_json(message, "'message', a string,")
     if not isinstance(message, dict):
         raise BadPayload("'message' must be a JSON object")
 

@@ -77,6 +77,11 @@ class NewDelivery:
 Ref = tuple[str, str, str]  # (system, type, id)
 ECHO_COLUMNS = "id, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at"
 
+# Idempotency-key prefixes of deliveries made in reaction to another's death (an `on_dead` message, a
+# failure alarm). Replaying an event sends its work again, not these: they come again only if it dies again.
+REACTION_KEYS = ("dead:", "alarm:")
+NOT_A_REACTION = " AND ".join(f"substr(idempotency_key, 1, {len(p)}) <> '{p}'" for p in REACTION_KEYS)
+
 
 class StoreUnavailable(Exception):
     """The store cannot take the write now (disk full, database down): ingress answers 503."""
@@ -269,7 +274,10 @@ class Store(Protocol):
     ) -> list[Delivery]: ...
     async def get_delivery(self, delivery_id: str, org: str | None = None) -> Delivery | None: ...
     async def attempts(self, delivery_id: str) -> list[Attempt]: ...
-    async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]: ...
+    async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
+        """Make deliveries pending again, due now, with a fresh budget: by delivery id, or by event id (its
+        work, without the reactions to its earlier death: `REACTION_KEYS`). Returns the ids queued."""
+        ...
 
     # API tokens and users
     async def create_token(

@@ -55,6 +55,7 @@ from alertbridge import logs
 from alertbridge.events import Event, Expected
 from alertbridge.store.base import (
     ECHO_COLUMNS,
+    NOT_A_REACTION,
     Attempt,
     AttemptResult,
     Decided,
@@ -1158,7 +1159,7 @@ class PostgresStore:
         return [Attempt(**row) for row in rows]
 
     async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
-        """Make deliveries (or every delivery of an event) pending again, due now, with a fresh budget."""
+        """Make deliveries (or an event's work) pending again, due now, with a fresh budget."""
 
         async def write(conn: Conn) -> list[str]:
             done = []
@@ -1166,7 +1167,8 @@ class PostgresStore:
                 cursor = await conn.execute(
                     "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = %(now)s,"
                     " budget_from = %(now)s, last_error = NULL, updated_at = %(now)s"
-                    " WHERE (id = %(item)s OR event_id = %(item)s) AND status NOT IN ('in_flight', 'waiting')"
+                    f" WHERE (id = %(item)s OR (event_id = %(item)s AND {NOT_A_REACTION}))"
+                    "   AND status NOT IN ('in_flight', 'waiting')"
                     "   AND (%(org)s::text IS NULL OR org = %(org)s) RETURNING id, seq",
                     {"now": now, "item": item, "org": org},
                 )

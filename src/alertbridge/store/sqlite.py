@@ -30,6 +30,7 @@ from alertbridge import events as ev
 from alertbridge.events import Event, Expected
 from alertbridge.store.base import (
     ECHO_COLUMNS,
+    NOT_A_REACTION,
     Attempt,
     AttemptResult,
     Decided,
@@ -1483,14 +1484,14 @@ class SQLiteStore:
         return [Attempt(*tuple(row)) for row in rows]
 
     async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
-        """Make deliveries (or every delivery of an event) pending again, due now, with a fresh budget."""
+        """Make deliveries (or an event's work) pending again, due now, with a fresh budget."""
 
         def write(conn: sqlite3.Connection) -> list[str]:
             done = []
             for item in ids:
                 rows = conn.execute(
                     "SELECT id FROM deliveries"
-                    " WHERE (id = ? OR event_id = ?) AND status NOT IN ('in_flight', 'waiting')"
+                    f" WHERE (id = ? OR (event_id = ? AND {NOT_A_REACTION})) AND status NOT IN ('in_flight', 'waiting')"
                     "   AND (? IS NULL OR org = ?)",
                     (item, item, org, org),
                 ).fetchall()
