@@ -401,23 +401,25 @@ def test_seed_003_example_runs_with_the_seeds_variables(
         web = incident(("PW", "web"), "PT", "P1", "high")
         web["id"] = "PWEBINC"
         pagerduty.add_incident("PWEBINC", "PW")
-        post("incident.triggered", api, 1)  # auto-diagnose
-        post("incident.triggered", web, 2)  # another service: the seed's main trigger
+        post("incident.triggered", api, 1)  # the main trigger and auto-diagnose
+        post("incident.triggered", web, 2)  # another service: the seed's main trigger alone
         post("incident.escalated", database, 3)  # senior agent
-        post("incident.resolved", api, 4)  # cleanup
+        post("incident.resolved", api, 4)  # the main trigger and cleanup
 
-        wait_until(lambda: len(agent.forwards) == 4, 15, "four forwards")
-        agents = sorted((f["type"], f["context"]["agent"]) for f in agent.forwards)
+        wait_until(lambda: len(agent.forwards) == 6, 15, "six forwards")
+        agents = sorted((f["type"], f["data"]["service"]["name"], f["context"]["agent"]) for f in agent.forwards)
         assert agents == [
-            ("incident.escalated", "senior-sre-agent"),
-            ("incident.resolved", "cleanup-agent"),
-            ("incident.triggered", "diagnostic-agent"),
-            ("incident.triggered", "incident-response-agent"),
+            ("incident.escalated", "production-database", "senior-sre-agent"),
+            ("incident.resolved", "production-api", "cleanup-agent"),
+            ("incident.resolved", "production-api", "incident-response-agent"),
+            ("incident.triggered", "production-api", "diagnostic-agent"),
+            ("incident.triggered", "production-api", "incident-response-agent"),
+            ("incident.triggered", "web", "incident-response-agent"),
         ]
         cleanup = next(f for f in agent.forwards if f["context"]["agent"] == "cleanup-agent")
         assert cleanup["context"]["parameters"] == {"create_postmortem": True, "cleanup_temp_resources": True}
         assert all(agent.verified)
-        wait_until(lambda: len(pagerduty.incidents["PGR0VU2"].notes) == 2, 15, "notes on the API incident")
+        wait_until(lambda: len(pagerduty.incidents["PGR0VU2"].notes) == 4, 15, "notes on the API incident")
         wait_until(lambda: pagerduty.incidents["PDBINC"].notes, 15, "the note on the database incident")
         wait_until(lambda: pagerduty.incidents["PWEBINC"].notes, 15, "the note on the web incident")
         assert pagerduty.validation_errors == []
@@ -427,7 +429,8 @@ def test_a_triggered_incident_on_any_service_reaches_the_agent(
     server_factory: Callable[..., Server], pagerduty: FakePagerDutyREST
 ) -> None:
     """Seed 003's pagerduty-incident-handler: every service's triggered, acknowledged and resolved
-    incidents reach the incident-response agent, once each, unless a use case took the event."""
+    incidents reach the incident-response agent; a use case that also takes the event runs its own agent
+    too, as each of the seed's triggers runs on its own."""
     secret = "seed-003-secret"
     with FakeAgent(secret, mode="silent") as agent:
         env = {"PAGERDUTY_WEBHOOK_SECRET": secret, "PAGERDUTY_API_TOKEN": API_TOKEN, "AGENT_URL": f"{agent.url}/agent"}
@@ -444,18 +447,19 @@ def test_a_triggered_incident_on_any_service_reaches_the_agent(
             assert server.post("/webhooks/pagerduty", content=body, headers=headers).status_code == 200
 
         wait_until(lambda: len([e for e in server.events() if e["routed_at"]]) == 4, 15, "all four routed")
-        wait_until(lambda: len(agent.forwards) == 3, 15, "three forwards")
+        wait_until(lambda: len(agent.forwards) == 4, 15, "four forwards")
         got = sorted((f["type"], f["data"]["service"]["name"], f["context"]["agent"]) for f in agent.forwards)
         assert got == [
             ("incident.acknowledged", "billing-cron", "incident-response-agent"),
             ("incident.triggered", "billing-cron", "incident-response-agent"),
-            ("incident.triggered", "production-api", "diagnostic-agent"),  # once: the use case took it
+            ("incident.triggered", "production-api", "diagnostic-agent"),  # the use case, and
+            ("incident.triggered", "production-api", "incident-response-agent"),  # the main trigger
         ]
-        assert all(agent.verified) and len(server.deliveries()) == 3
+        assert all(agent.verified) and len(server.deliveries()) == 4
         by_kind = {(e["event"]["kind"], e["event"]["service"]["name"]): e for e in server.events()}
         trace = by_kind[("incident.triggered", "production-api")]["trace"]
-        handler = next(step for step in trace if step.get("route") == "pagerduty-incident-handler")
-        assert handler["reasons"] == ["not tried: 'auto-diagnose' matched first"]
+        matched = [step["route"] for step in trace if step.get("matched")]
+        assert matched == ["pagerduty-incident-handler", "auto-diagnose"]
         assert by_kind[("incident.unacknowledged", "billing-cron")]["status"] == "unmatched"
 
 
