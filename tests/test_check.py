@@ -258,3 +258,37 @@ def test_serve_refuses_the_same_file_with_the_same_messages(tmp_path: Path) -> N
     served = run("serve", "--config", str(path), "--port", str(free_port()), "--host", "127.0.0.1")
     assert served.returncode == checked.returncode == 1
     assert served.stderr == checked.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_is_valid_with_its_variables_set(example: str) -> None:
+    """The shipped examples are what users start from: `check` (and so `serve`) must take each one."""
+    import re
+
+    text = (EXAMPLES / example).read_text()
+    names = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    env = {n: "https://example.test/x" if n.endswith(("_URL", "_BASE")) else f"value-of-{n.lower()}" for n in names}
+    result = subprocess.run(
+        [sys.executable, "-m", "alertbridge", "check", "--config", str(EXAMPLES / example)],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dead_is_seen_by_on_dead_templates_only(tmp_path: Path) -> None:
+    """`{{ dead.why }}` says how a delivery died, so only an `on_dead` action can read it."""
+    on_dead = (
+        "    actions:\n      - target: pagerduty-a\n        action: trigger\n"
+        "        on_dead: {target: pagerduty-b, action: trigger, summary: 'gave up: {{ dead.why }}'}\n"
+    )
+    code, errors, _ = check(tmp_path, HEAD + on_dead)
+    assert code == 0, errors
+    outside = "    actions:\n      - target: pagerduty-a\n        action: trigger\n        summary: '{{ dead.why }}'\n"
+    code, errors, _ = check(tmp_path, HEAD + outside)
+    assert code == 1 and any("unknown variable 'dead'" in e for e in errors), errors

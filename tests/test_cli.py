@@ -216,6 +216,21 @@ def test_events_list_reads_the_store_named_in_the_config_without_its_secrets(
     unset = cli("events", "list", "--config", str(config), cwd=elsewhere(tmp_path), env=clean_env())
     assert unset.returncode == 1
     assert f"{config}:1: store: environment variable OPS_STORE is not set" in unset.stderr
+    # … unless the store is named otherwise: then the file's store: is not read at all.
+    for how in (
+        {"args": ("--store", server.store), "env": {}},
+        {"args": (), "env": {"ALERTBRIDGE_STORE": server.store}},
+    ):
+        chosen = cli(
+            "events",
+            "list",
+            "--config",
+            str(config),
+            *how["args"],
+            cwd=elsewhere(tmp_path),
+            env=clean_env(**how["env"]),
+        )
+        assert chosen.returncode == 0 and event_id in chosen.stdout, chosen.stderr
     assert list(elsewhere(tmp_path).iterdir()) == []
 
 

@@ -144,3 +144,32 @@ def test_dry_run_on_a_store_not_made_yet_leaves_it_unmade(store_url: str, tmp_pa
         assert "yet (nothing created): the decision below does not know the store's state" in result.stderr
         assert "→ trigger on pagerduty-a" in result.stdout
     assert not list(tmp_path.glob("*.db"))
+
+
+def test_dry_run_on_a_store_an_older_alertbridge_made_says_to_migrate(store_url: str, tmp_path: Path) -> None:
+    """Just after an upgrade, before serve restarts: the dry run must not read columns the store has
+    not got yet (a traceback), but say so and show the decision without the store's state."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}, **seed_env()}
+
+    def alertbridge(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "alertbridge", *args, "--store", store_url]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    assert alertbridge("migrate").returncode == 0
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+    payload = tmp_path / "ticket.json"
+    payload.write_text(json.dumps(ticket_event("old-1", "OLD-1", [{"email": "hossamhafez@luciq.ai"}])))
+    config = str(EXAMPLES / "thena-pagerduty.yaml")
+    result = alertbridge("send", str(payload), "--config", config, "--endpoint", "thena-events", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "run `alertbridge migrate`" in result.stderr and "Traceback" not in result.stderr
+    assert "→ trigger on pagerduty-a" in result.stdout

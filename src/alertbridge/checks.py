@@ -41,6 +41,7 @@ _ITEMS: dict[str, type[BaseModel]] = {
 # What every template sees (decide.context); `tables` and Jinja's own globals come from the environment.
 TEMPLATE_VARIABLES = ("event", "labels", "original", "links", "team")
 RESPONSE_VARIABLES = ("events", "duplicate")  # only an endpoint's `response`
+ON_DEAD_VARIABLES = ("dead",)  # only an action's `on_dead`: `dead.why`, filled in when the delivery dies
 
 # Event fields that hold a mapping, and the keys a match or template may read below them.
 # None: any key (what a sender, a label or an identifier may carry is open).
@@ -140,7 +141,8 @@ def _meaning(config: Config, declared: set[str], teams: bool) -> list[Located]:
             aloc = (*loc, "actions", j)
             values = {"target": action.target, "key": action.key, **action.fields}
             for field_name, source in _templates_in(values):
-                for message in template_problems(templates, source):
+                extra: Sequence[str] = ON_DEAD_VARIABLES if field_name == "on_dead" else ()
+                for message in template_problems(templates, source, extra):
                     problems.append(((*aloc, field_name), message))
             if "{" in action.target:
                 for table in tables_read(templates, action.target):

@@ -90,7 +90,11 @@ def _setting(path: Path | None, *loc: str) -> str | None:
 
 
 def _choose(store_option: str | None, config: Path | None) -> StoreChoice:
-    return choose_store(store_option, _setting(config, "store"))
+    """The store by the one rule; the config file is read only when it decides (no --store, no
+    ALERTBRIDGE_STORE), so a `store: ${VAR}` unset on this machine stops nobody who named one."""
+    if store_option or os.environ.get("ALERTBRIDGE_STORE"):
+        return choose_store(store_option)
+    return choose_store(None, _setting(config, "store"))
 
 
 def _how(choice: StoreChoice) -> str:

@@ -16,7 +16,10 @@ def configure(level: str = "info", json: bool = True) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    processors.append(structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer())
+    if json:  # `log.exception(…)`: the traceback as text (no local variables: they may hold secrets)
+        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer())
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -30,7 +30,7 @@ takes it. `pagey.ping` is answered and not stored.
 | url          | `data.html_url` (else `data.incident.html_url`)            | `incident.html_url`                     |
 | dedup_key    | `data.incident_key`                                        | `incident.alerts[0].alert_key`, else `incident_key` |
 | identifiers  | `pagerduty_incident_id`, `pagerduty_incident_number`, `pagerduty_incident_key`, `pagerduty_service_id`, `pagerduty_team_id`, `pagerduty_escalation_policy_id`, `pagerduty_subscription_id`, `pagerduty_integration` (`data.integration.id`, else an alert's `integration.id`) | same (no subscription); `pagerduty_integration` from `webhook.id`, a log entry's `channel.service_key`, an alert's `integration.id` |
-| filtered     | with `integration_key` set: why a webhook none of whose integrations (those above, and V3's `X-Webhook-Subscription`) is one of the keys is not routed | same |
+| filtered     | with `integration_key` set: why a webhook none of whose integrations (those above, and V3's `X-Webhook-Subscription`) is one of the keys is not routed (one that names no integration is routed) | same |
 """
 
 from __future__ import annotations
@@ -254,11 +254,11 @@ def _alert_integrations(incident: dict[str, Any]) -> list[str]:
 def _filtered(integrations: list[str], settings: Settings) -> str | None:
     """Why the endpoint's integration filter keeps this webhook from routing, or None when it passes."""
     keys = settings.integration_keys()
-    if not keys or any(found in keys for found in integrations):
+    # A webhook that names no integration (V3 acknowledgements and resolves often do not) is routed:
+    # the filter cannot tell where it came from, and what cannot be attributed is not dropped.
+    if not keys or not integrations or any(found in keys for found in integrations):
         return None
     only = " or ".join(repr(key) for key in keys)
-    if not integrations:
-        return f"the webhook names no integration; this endpoint takes only {only} (integration key filter)"
     named = ", ".join(repr(found) for found in dict.fromkeys(integrations))
     return f"from integration {named}; this endpoint takes only {only} (integration key filter)"
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from alertbridge.events import Event, Expected
 from alertbridge.ids import new_id
+from alertbridge.store.urls import masked
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,15 @@ NOT_A_REACTION = " AND ".join(f"substr(idempotency_key, 1, {len(p)}) <> '{p}'" f
 
 class StoreUnavailable(Exception):
     """The store cannot take the write now (disk full, database down): ingress answers 503."""
+
+
+def require_current(version: int, latest: int, url: str) -> None:
+    """Readers that do not migrate (`send --dry-run`) need the schema of this version of alertbridge."""
+    if version < latest:
+        raise StoreUnavailable(
+            f"the store at {masked(url)} has schema version {version}, this alertbridge needs {latest}:"
+            " run `alertbridge migrate` (or restart serve, which migrates)"
+        )
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,9 @@ from alertbridge.store.base import (
     Stored,
     StoreUnavailable,
     mark_done,
+    require_current,
 )
-from alertbridge.store.postgres_schema import MIGRATION_LOCK, migrate
+from alertbridge.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, migrate
 from alertbridge.store.urls import masked, scrub
 
 T = TypeVar("T")
@@ -337,6 +338,20 @@ _DUE = _claimable("c.status = 'pending' AND c.next_attempt_at <= %(now)s", "c.ne
 _LAPSED = _claimable("c.status = 'in_flight' AND c.claimed_until <= %(now)s", "c.claimed_until, c.seq")
 
 
+async def _schema_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """The database's alertbridge schema version; None where alertbridge has made none of its tables
+    (an empty database, or another application's that has a `schema_migrations` of its own)."""
+    cursor = await conn.execute(
+        "SELECT to_regclass('deliveries') IS NOT NULL AND to_regclass('schema_migrations') IS NOT NULL"
+    )
+    row = await cursor.fetchone()
+    if not (row and row[0]):
+        return None
+    cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 class PostgresStore:
     def __init__(self, url: str, replica: str | None = None) -> None:
         self.url = url
@@ -375,11 +390,10 @@ class PostgresStore:
         database (the wrong name in the URL) into an empty store and report "0 events"."""
         try:
             async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
-                cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-                row = await cursor.fetchone()
+                version = await _schema_version(conn)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot reach {masked(self.url)}: {scrub(str(exc), self.url)}") from None
-        return bool(row and row[0])
+        return version is not None
 
     async def migrate(self) -> list[tuple[int, str]]:
         try:
@@ -423,12 +437,12 @@ class PostgresStore:
         so a database that is not there fails at once instead of after the pool's wait."""
         try:
             async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
-                cursor = await conn.execute("SELECT to_regclass('deliveries') IS NOT NULL")
-                found = await cursor.fetchone()
+                version = await _schema_version(conn)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
-        if not (found and found[0]):
+        if version is None:
             return False
+        require_current(version, MIGRATIONS[-1][0], self.url)
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url,
             min_size=1,

@@ -42,6 +42,7 @@ from alertbridge.store.base import (
     Stored,
     StoreUnavailable,
     mark_done,
+    require_current,
 )
 from alertbridge.store.migrations import summary
 
@@ -742,12 +743,17 @@ class SQLiteStore:
         """Readers only, on a file that exists and has the schema: sqlite3 would create a missing one."""
         if not Path(self.path).is_file():
             return False
-        found = await self._read(
-            lambda conn: conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
-            ).fetchone()
-        )
-        return found is not None
+
+        def read(conn: sqlite3.Connection) -> int | None:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
+                return None
+            return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
+
+        version = await self._read(read)
+        if version is None:
+            return False
+        require_current(version, MIGRATIONS[-1][0], f"sqlite:///{self.path}")
+        return True
 
     async def deliveries_with_keys(self, org: str, keys: Sequence[str]) -> dict[str, str]:
         def read(conn: sqlite3.Connection) -> dict[str, str]:
