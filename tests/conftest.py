@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -9,14 +11,25 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from alertbridge.events import to_dict
+from alertbridge.store import Store, open_store
+
 from . import backends
+
+T = TypeVar("T")
+
+
+def _as_json(data: Any) -> Any:
+    """As the CLI prints it (`--json`): what JSON cannot hold as itself (tuples, …) as JSON has it."""
+    return json.loads(json.dumps(data, default=str))
+
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -139,11 +152,33 @@ class Server:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json").stdout)
 
-    def events(self, status: str | None = None) -> list[dict[str, Any]]:
-        return self.cli_json("events", "list", *(["--status", status] if status else []))
+    def read_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """`work` on this server's store, read beside it as `alertbridge events list` reads it (the
+        same store classes, opened read-only): a poll costs milliseconds, not a CLI's start-up."""
 
-    def deliveries(self, status: str | None = None) -> list[dict[str, Any]]:
-        return self.cli_json("deliveries", "list", *(["--status", status] if status else []))
+        async def run() -> T:
+            store = open_store(self.store)
+            try:
+                if not await store.open_existing():
+                    raise AssertionError(f"no store at {self.store}")
+                return await work(store)
+            finally:
+                await store.close()
+
+        # A thread of its own: the caller may be inside an event loop (Playwright's sync API runs one).
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, run()).result()
+
+    def events(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest events as `alertbridge events list --json` gives them: event, status, trace, routed_at."""
+        rows = self.read_store(lambda s: s.list_events(limit, status))
+        return _as_json(
+            [{"event": to_dict(r.event), "status": r.status, "trace": r.trace, "routed_at": r.routed_at} for r in rows]
+        )
+
+    def deliveries(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest deliveries as `alertbridge deliveries list --json` gives them."""
+        return _as_json([d.__dict__ for d in self.read_store(lambda s: s.list_deliveries(limit, status))])
 
     def metric(self, name: str, **labels: str) -> float:
         text = self.client.get("/metrics").text

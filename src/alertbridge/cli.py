@@ -332,7 +332,7 @@ def send(
         url = choose_store(store, settings.store).url
         preview = asyncio.run(dryrun.preview(settings, url, events, time.time))
         for note in preview.notes:
-            err.print(f"[yellow]{escape(note)}[/yellow]")
+            err.print(f"[yellow]{escape(note)}[/yellow]", soft_wrap=True)  # a path or URL stays whole
         for event, decision in preview.decisions:
             _print_decision(event, decision)
         return
