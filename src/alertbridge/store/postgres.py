@@ -388,12 +388,16 @@ class PostgresStore:
     async def has_schema(self) -> bool:
         """Whether alertbridge has migrated this database: the CLI's readers must not turn an empty
         database (the wrong name in the URL) into an empty store and report "0 events"."""
+        return await self._schema_version() is not None
+
+    async def _schema_version(self) -> int | None:
+        """The database's alertbridge schema version, over one connection of its own: a database
+        that is not there fails at once instead of after a pool's wait."""
         try:
             async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
-                version = await _schema_version(conn)
+                return await _schema_version(conn)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot reach {masked(self.url)}: {scrub(str(exc), self.url)}") from None
-        return version is not None
 
     async def migrate(self) -> list[tuple[int, str]]:
         try:
@@ -404,21 +408,7 @@ class PostgresStore:
 
     async def open(self) -> None:
         await self.migrate()
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=POOL_MAX,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            configure=_configure,
-            open=False,
-            name="alertbridge",
-        )
-        try:
-            await pool.open(wait=True, timeout=15)
-        except Exception as exc:
-            await pool.close()
-            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
-        self._pool = pool
+        self._pool = await self._open_pool(POOL_MAX, "alertbridge")
         self._queue = asyncio.Queue()
         self._tasks.append(asyncio.create_task(self._ingress_writer(), name="pg-ingress"))
         self._attempts = asyncio.Queue()
@@ -433,32 +423,30 @@ class PostgresStore:
             self._tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
 
     async def open_existing(self) -> bool:
-        """A small pool and nothing else: no migration, no writers, no listener. One connection first,
-        so a database that is not there fails at once instead of after the pool's wait."""
-        try:
-            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=10) as conn:
-                version = await _schema_version(conn)
-        except psycopg.Error as exc:
-            raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
+        """A small pool and nothing else: no migration, no writers, no listener."""
+        version = await self._schema_version()
         if version is None:
             return False
         require_current(version, MIGRATIONS[-1][0], self.url)
+        self._pool = await self._open_pool(2, "alertbridge-read")
+        return True
+
+    async def _open_pool(self, max_size: int, name: str) -> AsyncConnectionPool[Conn]:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url,
             min_size=1,
-            max_size=2,
+            max_size=max_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=_configure,
             open=False,
-            name="alertbridge-read",
+            name=name,
         )
         try:
             await pool.open(wait=True, timeout=15)
         except Exception as exc:
             await pool.close()
             raise StoreUnavailable(f"cannot open {masked(self.url)}: {scrub(str(exc), self.url)}") from None
-        self._pool = pool
-        return True
+        return pool
 
     async def deliveries_with_keys(self, org: str, keys: Sequence[str]) -> dict[str, str]:
         rows = await self._all(
