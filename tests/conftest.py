@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -36,10 +37,35 @@ EXAMPLES = ROOT / "examples"
 SHARED = ROOT.parent / "shared"
 
 
+def _ports_of_this_worker() -> Iterator[int]:
+    """Ports below the kernel's ephemeral range, a block per xdist worker: a port the kernel hands out
+    for `bind(0)` (the fakes) or an outgoing connection can never be one a server is about to take, and
+    two workers never pick the same one."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base, size = 10000, 1500
+    start = base + (int(worker) if worker.isdigit() else 0) * size
+    if start + size > low:
+        raise RuntimeError(f"too many test workers for the ports below {low}")
+    while True:
+        yield from range(start, start + size)
+
+
+_PORTS = _ports_of_this_worker()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port no other test of this run uses and nothing listens on now."""
+    for port in _PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
