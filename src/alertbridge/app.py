@@ -1,45 +1,38 @@
-"""Builds the ASGI app from a configuration; its lifespan starts and stops the router and dispatcher."""
+"""Builds the ASGI app from a configuration: the three loops' parts, the operator's app (API,
+console, probes) behind ingress, and the lifespan that starts and stops them (`server/`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import gc
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
-from alertbridge import logs
 from alertbridge import targets as target_types
-from alertbridge.admin_api import admin_api
+from alertbridge.api import admin_api
+from alertbridge.api.integrations import integrations_api
+from alertbridge.api.objects.service import Objects
 from alertbridge.config import Config
 from alertbridge.console import console_routes
 from alertbridge.delivery.dispatcher import Dispatcher, default_transport
+from alertbridge.delivery.retention import Janitor
 from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
-from alertbridge.integrations_api import apply as apply_integration
-from alertbridge.integrations_api import integrations_api
-from alertbridge.lifecycle import Janitor
-from alertbridge.live import Live, endpoint_of
 from alertbridge.metrics import Metrics
-from alertbridge.objects_api import Objects
-from alertbridge.routing import compile_rules
+from alertbridge.routing import Rules, compile_rules
 from alertbridge.routing.router import Router
 from alertbridge.routing.teams import TeamDirectory
+from alertbridge.server.lifespan import Runtime, lifespan
+from alertbridge.server.live import Live, endpoint_of
+from alertbridge.server.probes import not_found, probe_routes
+from alertbridge.server.reload import Reload
 from alertbridge.sources.base import Endpoint
 from alertbridge.store import Store, masked, open_store, store_url
 from alertbridge.targets import ConfiguredTarget
-from alertbridge.team_api import team_api
-from alertbridge.vault import Vault, VaultUnavailable
-
-log = logs.get("alertbridge.app")
+from alertbridge.vault import Vault
 
 
 @dataclass
@@ -64,6 +57,70 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
     rules = compile_rules(config)
     targets = target_types.configure(config)
     teams = TeamDirectory(config)
+    router, dispatcher = build_loops(config, services, store, metrics, rules, targets, teams)
+    ingresses: list[Ingress] = []  # made last: what the API saves changes its endpoints
+
+    def endpoints() -> MutableMapping[str, Endpoint]:
+        return ingresses[0].endpoints
+
+    vault = Vault()
+    objects = Objects(
+        config, store, vault, Live(config, endpoints, targets, router, dispatcher, services.clock), services.clock
+    )
+    reload = Reload(store, objects, endpoints, vault)
+    # Other replicas' commits wake this one's router and dispatcher, and what they saved through the
+    # API (endpoints, targets, integrations) goes live here too (PostgreSQL's LISTEN/NOTIFY).
+    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake, on_config=reload.config_changed)
+    run = Runtime(
+        store,
+        teams,
+        reload,
+        objects,
+        router,
+        dispatcher,
+        Janitor(store, config.retention, services.clock),
+        services.clock,
+        started=lambda: {
+            "endpoints": sorted(endpoints()),
+            "targets": sorted(targets),
+            "routes": len(rules.routes),
+            "store": described,
+        },
+    )
+    operator = Starlette(
+        routes=[
+            *integrations_api(store, endpoints, vault, services.clock),
+            *console_routes(store, services.clock),
+            Mount("/api/v1", admin_api(config, store, teams, services.clock, objects)),
+            *probe_routes(config, store, router, dispatcher, metrics),
+        ],
+        exception_handlers={404: not_found(metrics), 405: not_found(metrics)},
+        lifespan=lifespan(run),
+    )
+    ingress = Ingress(
+        build_endpoints(config, services.clock),
+        store,
+        rules.templates,
+        metrics,
+        on_stored=router.wake,
+        fallback=operator,
+        clock=services.clock,
+        ingest_timeout=config.server.ingest_timeout,
+    )
+    ingresses.append(ingress)
+    return ingress
+
+
+def build_loops(
+    config: Config,
+    services: Services,
+    store: Store,
+    metrics: Metrics,
+    rules: Rules,
+    targets: MutableMapping[str, ConfiguredTarget],
+    teams: TeamDirectory,
+) -> tuple[Router, Dispatcher]:
+    """The router and the dispatcher it wakes, with what each reads of the configuration."""
     # Echoes can only come back from systems that send us webhooks.
     echo_systems = {e.source for e in config.endpoints}
     dispatcher = Dispatcher(
@@ -90,125 +147,4 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
         teams=teams,
         lease=config.routing.lease,
     )
-    tasks: list[asyncio.Task[None]] = []
-    reloads: set[asyncio.Task[None]] = set()
-
-    async def apply_integrations() -> None:
-        for org, kind, saved in await store.integrations():
-            if kind == "pagerduty":
-                try:
-                    apply_integration(live[0].endpoints, org, saved, vault)
-                except VaultUnavailable as exc:
-                    log.error("integration_not_applied", org=org, kind=kind, error=str(exc))
-
-    async def reload_config() -> None:
-        try:
-            await objects.sync()
-            await apply_integrations()
-        except Exception as exc:  # the store hiccuped: the next change, or a restart, brings it in
-            log.error("config_reload_failed", error=str(exc))
-
-    def config_changed() -> None:
-        task = asyncio.get_running_loop().create_task(reload_config())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    # Other replicas' commits wake this one's router and dispatcher, and what they saved through the
-    # API (endpoints, targets, integrations) goes live here too (PostgreSQL's LISTEN/NOTIFY).
-    store.subscribe(on_events=router.wake, on_deliveries=dispatcher.wake, on_config=config_changed)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        if teams.enabled:
-            overridden = await store.provision_teams(*teams.provisioning(), services.clock())
-            for claim in overridden:
-                log.warning("claim_overridden", claim=claim, note="the configuration file decides")
-        await apply_integrations()
-        await objects.load()
-        released = await store.release_claims(services.clock())
-        if released:
-            log.warning("released_claims", count=released, note="deliveries in flight when the last run stopped")
-        tasks.append(asyncio.create_task(router.run(), name="router"))
-        tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
-        tasks.append(asyncio.create_task(Janitor(store, config.retention, services.clock).run(), name="retention"))
-        # What start-up made (modules, the API's models, templates) lives as long as the process: out
-        # of the collector's sight, a full collection no longer walks it (80 ms of CPU, a p99 spike).
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "started",
-            endpoints=sorted(live[0].endpoints),
-            targets=sorted(targets),
-            routes=len(rules.routes),
-            store=described,
-        )
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await dispatcher.close()
-            await store.close()
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def readyz(request: Request) -> Response:
-        problems = []
-        try:
-            await store.ping()
-        except Exception as exc:
-            problems.append(f"store: {exc}")
-        if not router.running:
-            problems.append("router is not running")
-        if not dispatcher.running:
-            problems.append("dispatcher is not running")
-        if problems:
-            return JSONResponse({"ok": False, "problems": problems}, status_code=503)
-        return JSONResponse({"ok": True, "paused": config.delivery.paused})
-
-    async def metrics_page(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status == 404:
-            metrics.refused.labels("-", "unknown_path").inc()
-            log.warning("refused", endpoint=None, status=404, reason="unknown_path", path=request.url.path)
-            return JSONResponse({"ok": False, "error": f"no endpoint at {request.url.path}"}, status_code=404)
-        return JSONResponse({"ok": False, "error": str(getattr(exc, "detail", exc))}, status_code=status)
-
-    api = team_api(config, store, teams, services.clock)
-    vault = Vault()
-    live: list[Ingress] = []  # the ingress, made below: integrations saved through the API change its endpoints
-    applier = Live(config, lambda: live[0].endpoints, targets, router, dispatcher, services.clock)
-    objects = Objects(config, store, vault, applier, services.clock)
-    operator = Starlette(
-        routes=[
-            *api,
-            *integrations_api(store, lambda: live[0].endpoints, vault, services.clock),
-            *console_routes(store, services.clock),
-            Mount("/api/v1", admin_api(config, store, services.clock, objects)),
-            Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/health", healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", readyz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics_page, methods=["GET"]),
-        ],
-        exception_handlers={404: not_found, 405: not_found},
-        lifespan=lifespan,
-    )
-    endpoints = build_endpoints(config, services.clock)
-    ingress = Ingress(
-        endpoints,
-        store,
-        rules.templates,
-        metrics,
-        on_stored=router.wake,
-        fallback=operator,
-        clock=services.clock,
-        ingest_timeout=config.server.ingest_timeout,
-    )
-    live.append(ingress)
-    return ingress
+    return router, dispatcher

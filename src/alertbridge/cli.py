@@ -595,7 +595,7 @@ def tokens_create(
     """Make an API token. It is shown once and kept only as a hash."""
     import secrets as random_secrets
 
-    from alertbridge.admin_api import ROLES
+    from alertbridge.api.deps import ROLES
     from alertbridge.security import token_hash
 
     if role not in ROLES:
@@ -638,7 +638,7 @@ def users_create(
     """Create a user (the first admin, say). The password is kept as an argon2 hash."""
     from argon2 import PasswordHasher
 
-    from alertbridge.admin_api import ROLES
+    from alertbridge.api.deps import ROLES
 
     if role not in ROLES:
         err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")

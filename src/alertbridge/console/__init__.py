@@ -26,7 +26,7 @@ from alertbridge.security import token_hash
 from alertbridge.store.base import Store
 
 log = logs.get("alertbridge.console")
-FILES = Path(__file__).parent / "console"
+FILES = Path(__file__).parent  # the static files sit beside this module, in the package
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 SESSION_SECONDS = 12 * 3600
 _hasher = PasswordHasher()

@@ -10,23 +10,29 @@ with an integration key, only webhooks from that integration are routed (the oth
 their trace saying why).
 Secrets are encrypted at rest (`vault.py`), never returned, never logged. Authorization: an API
 token (`alertbridge tokens create`); saving needs the admin role.
-"""
 
-from __future__ import annotations
+Also the admin API's `POST /api/v1/integrations/test` (`router`): does a provider accept an API key.
+The seed's routes stay Starlette routes outside /api/v1: their answers (`{"error": …}`, bodies read
+as they come) are the seed's.
+"""
+# No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
 
 import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import logs
+from alertbridge.api.deps import Caller
 from alertbridge.auth import Refused, caller
 from alertbridge.sources.base import Endpoint
 from alertbridge.store.base import Store
@@ -36,6 +42,20 @@ log = logs.get("alertbridge.integrations")
 
 PATH = "/api/webhooks/pagerduty"
 ACCEPT = "application/vnd.pagerduty+json;version=2"
+
+
+router = APIRouter(tags=["configuration"])
+
+
+class KeyTest(BaseModel):
+    kind: Literal["pagerduty", "opsgenie"]
+    api_key: str = Field(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")  # what an HTTP header can carry
+    url: str | None = Field(default=None, pattern=r"^https?://[\x21-\x7e]+$")  # EU or another base URL
+
+
+class KeyCheck(BaseModel):
+    ok: bool
+    message: str
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -63,6 +83,14 @@ async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, An
         return {"ok": True, "message": f"{name} accepted the API key"}
     reason = "refused the API key" if answer.status_code in (401, 403) else f"answered {answer.status_code}"
     return {"ok": False, "message": f"{name} {reason}"}
+
+
+@router.post("/integrations/test", response_model=KeyCheck)
+async def test_key(request: KeyTest, caller: Caller) -> KeyCheck:
+    """Test connection: does PagerDuty (or Opsgenie) accept this API key? The key is not stored."""
+    if caller.role != "admin":  # it makes this server call out: admins only
+        raise HTTPException(403, "only an admin can test keys")
+    return KeyCheck(**await check_key(request.kind, request.api_key, request.url))
 
 
 def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, Any], vault: Vault) -> bool:
