@@ -17,7 +17,7 @@ entries describe the bodies.
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
@@ -104,10 +104,6 @@ async def read_claims(request: Request, ctx: Ctx) -> Response:
     return await _view(ctx, *found)
 
 
-# Starlette's routes answered HEAD wherever they answered GET; this route was one of them.
-router.add_api_route("/config/me", read_claims, methods=["HEAD"], include_in_schema=False)
-
-
 @router.put(
     "/config/me", tags=["team routing"], responses=_answers(400, 401, 403, 409), openapi_extra=_body(CLAIMS_BODY)
 )
@@ -182,3 +178,19 @@ async def lookup(request: Request, ctx: Ctx) -> Response:
             "team_token": teams.token(match.org, match.name),
         }
     )
+
+
+# These two paths were Starlette routes in front of the API until FastAPI served them: HEAD was
+# answered as GET, and a method they do not take, or a trailing slash, fell through to the API's
+# 404 (not a 405, not a redirect). Kept so: seed 004's paths answer as they did.
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+async def unserved() -> None:
+    raise HTTPException(404, "Not Found")
+
+
+router.add_api_route("/config/me", read_claims, methods=["HEAD"], include_in_schema=False)
+for _path, _taken in (("/config/me", {"GET", "HEAD", "PUT"}), ("/internal/routing/lookup", {"POST"})):
+    router.add_api_route(_path, unserved, methods=[m for m in ANY_METHOD if m not in _taken], include_in_schema=False)
+    router.add_api_route(f"{_path}/", unserved, methods=list(ANY_METHOD), include_in_schema=False)
