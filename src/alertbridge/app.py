@@ -87,28 +87,39 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
             "store": described,
         },
     )
-    operator = Starlette(
-        routes=[
-            *integrations_api(store, endpoints, vault, services.clock),
-            *console_routes(store, services.clock),
-            Mount("/api/v1", admin_api(config, store, teams, services.clock, objects)),
-            *probe_routes(config, store, router, dispatcher, metrics),
-        ],
-        exception_handlers={404: not_found(metrics), 405: not_found(metrics)},
-        lifespan=lifespan(run),
-    )
     ingress = Ingress(
         build_endpoints(config, services.clock),
         store,
         rules.templates,
         metrics,
         on_stored=router.wake,
-        fallback=operator,
+        fallback=operator_app(config, run, vault, endpoints, metrics),
         clock=services.clock,
         ingest_timeout=config.server.ingest_timeout,
     )
     ingresses.append(ingress)
     return ingress
+
+
+def operator_app(
+    config: Config,
+    run: Runtime,
+    vault: Vault,
+    endpoints: Callable[[], MutableMapping[str, Endpoint]],
+    metrics: Metrics,
+) -> Starlette:
+    """Whatever ingress does not take: seed 001's integrations, the console, the admin API, the probes."""
+    store, clock = run.store, run.clock
+    return Starlette(
+        routes=[
+            *integrations_api(store, endpoints, vault, clock),
+            *console_routes(store, clock),
+            Mount("/api/v1", admin_api(config, store, run.teams, clock, run.objects)),
+            *probe_routes(config, store, run.router, run.dispatcher, metrics),
+        ],
+        exception_handlers={404: not_found(metrics), 405: not_found(metrics)},
+        lifespan=lifespan(run),
+    )
 
 
 def build_loops(
