@@ -54,7 +54,5 @@ def test_every_api_route_is_in_the_openapi_document(server_factory: Callable[...
         if in_schema:
             continue
         answer = server.client.request(method, PREFIX + path.replace("{name}", "x"), headers={"X-Internal-Token": "x"})
-        if method == "HEAD":
-            assert (path, "GET") in shown and answer.content == b""
-        else:
-            assert answer.status_code == 404, (path, method, answer.status_code)
+        if answer.status_code != 404:
+            assert method == "HEAD" and (path, "GET") in shown and answer.content == b"", (path, method)
