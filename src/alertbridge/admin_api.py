@@ -21,6 +21,7 @@ from alertbridge.auth import Refused, caller
 from alertbridge.config import Config
 from alertbridge.events import to_dict
 from alertbridge.store.base import Delivery, EventRow, Store
+from alertbridge.targets import KeyKind
 
 if TYPE_CHECKING:
     from alertbridge.objects_api import Objects
@@ -145,7 +146,7 @@ class IncidentOut(BaseModel):
 
 
 class KeyTest(BaseModel):
-    kind: Literal["pagerduty", "opsgenie"]
+    kind: KeyKind  # a kind of `targets.KEY_TESTS`
     api_key: str = Field(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")  # what an HTTP header can carry
     url: str | None = Field(default=None, pattern=r"^https?://[\x21-\x7e]+$")  # EU or another base URL
 

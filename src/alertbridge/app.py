@@ -24,6 +24,7 @@ from alertbridge.console import console_routes
 from alertbridge.delivery.dispatcher import Dispatcher, default_transport
 from alertbridge.delivery.transport import Transport
 from alertbridge.ingress import Ingress
+from alertbridge.integrations_api import KIND as INTEGRATION_KIND
 from alertbridge.integrations_api import apply as apply_integration
 from alertbridge.integrations_api import integrations_api
 from alertbridge.lifecycle import Janitor
@@ -95,7 +96,7 @@ def create_app(config: Config, services: Services | None = None, store: Store | 
 
     async def apply_integrations() -> None:
         for org, kind, saved in await store.integrations():
-            if kind == "pagerduty":
+            if kind == INTEGRATION_KIND:
                 try:
                     apply_integration(live[0].endpoints, org, saved, vault)
                 except VaultUnavailable as exc:

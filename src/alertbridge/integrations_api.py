@@ -28,14 +28,17 @@ from starlette.routing import Route
 
 from alertbridge import logs
 from alertbridge.auth import Refused, caller
+from alertbridge.sources import integration
 from alertbridge.sources.base import Endpoint
 from alertbridge.store.base import Store
+from alertbridge.targets import KEY_TESTS
 from alertbridge.vault import Vault, VaultUnavailable, mask
 
 log = logs.get("alertbridge.integrations")
 
-PATH = "/api/webhooks/pagerduty"
-ACCEPT = "application/vnd.pagerduty+json;version=2"
+# Seed 001's integration: which source it configures, at which path, is that source's declaration.
+SOURCE, INTEGRATION = integration()
+KIND, PATH = INTEGRATION.kind, INTEGRATION.path
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -44,14 +47,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, Any]:
     """Ask the provider whether an API key works, with the cheapest read it allows."""
-    if kind == "pagerduty":
-        base = url or os.environ.get("PAGERDUTY_API_URL", "https://api.pagerduty.com")
-        target, headers, name = "/abilities", {"Authorization": f"Token token={key}", "Accept": ACCEPT}, "PagerDuty"
-    elif kind == "opsgenie":
-        base = url or os.environ.get("OPSGENIE_API_URL", "https://api.opsgenie.com")
-        target, headers, name = "/v2/alerts?limit=1", {"Authorization": f"GenieKey {key}"}, "Opsgenie"
-    else:
-        return {"ok": False, "message": f"cannot test {kind!r} keys: pagerduty or opsgenie"}
+    test = KEY_TESTS.get(kind)  # declared by the provider's target module
+    if test is None:
+        return {"ok": False, "message": f"cannot test {kind!r} keys: {' or '.join(KEY_TESTS)}"}
+    base = url or os.environ.get(test.url_env, test.default_url)
+    target, headers, name = test.path, test.headers(key), test.label
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.get(base.rstrip("/") + target, headers=headers)
@@ -68,14 +68,10 @@ async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, An
 def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, Any], vault: Vault) -> bool:
     """Put saved settings into the live endpoint; False if this org has no such endpoint."""
     endpoint = endpoints.get(PATH)
-    if endpoint is None or endpoint.org != org or endpoint.source.name != "pagerduty":
+    if endpoint is None or endpoint.org != org or endpoint.source.name != SOURCE.name:
         return False
     secret = vault.open(config["webhookSecret"]) if config.get("webhookSecret") else None
-    extra = {**endpoint.config.extra}
-    if secret:
-        extra.update(secret=secret, allow_unsigned=False)
-    if config.get("integrationKey"):
-        extra["integration_key"] = config["integrationKey"]
+    extra = INTEGRATION.apply(endpoint.config.extra, config, secret)  # the source's own settings keys
     settings = endpoint.source.settings.model_validate(extra)
     endpoints[PATH] = dataclasses.replace(endpoint, settings=settings, enabled=bool(config.get("enabled", True)))
     return True
@@ -95,7 +91,7 @@ def integrations_api(
         return found.org, found.role, found.user or found.name
 
     async def saved(org: str) -> dict[str, Any]:
-        return next((c for o, kind, c in await store.integrations() if o == org and kind == "pagerduty"), {})
+        return next((c for o, kind, c in await store.integrations() if o == org and kind == KIND), {})
 
     def view(request: Request, org: str, config: dict[str, Any]) -> dict[str, Any]:
         key = None
@@ -106,7 +102,7 @@ def integrations_api(
                 key = "••••"
         endpoint = endpoints().get(PATH)
         live = (
-            endpoint if endpoint is not None and endpoint.org == org and endpoint.source.name == "pagerduty" else None
+            endpoint if endpoint is not None and endpoint.org == org and endpoint.source.name == SOURCE.name else None
         )
         return {
             "enabled": bool(live and live.enabled),
@@ -157,9 +153,9 @@ def integrations_api(
                     updated.pop(name, None)
         except VaultUnavailable as exc:
             return _error(409, str(exc))
-        await store.save_integration(org, "pagerduty", updated, clock(), who)
+        await store.save_integration(org, KIND, updated, clock(), who)
         applied = apply(endpoints(), org, updated, vault)
-        log.info("integration_saved", org=org, kind="pagerduty", by=who, applied=applied)
+        log.info("integration_saved", org=org, kind=KIND, by=who, applied=applied)
         return JSONResponse(view(request, org, updated))
 
     async def test(request: Request) -> Response:
@@ -177,9 +173,9 @@ def integrations_api(
             if not config.get("apiKey"):
                 return _error(400, "no apiKey given and none saved")
             key = vault.open(config["apiKey"])
-        return JSONResponse(await check_key("pagerduty", key))
+        return JSONResponse(await check_key(INTEGRATION.key_test, key))
 
     return [
-        Route("/api/integrations/pagerduty", settings, methods=["GET", "POST"]),
-        Route("/api/integrations/pagerduty/test", test, methods=["POST"]),
+        Route(f"/api/integrations/{KIND}", settings, methods=["GET", "POST"]),
+        Route(f"/api/integrations/{KIND}/test", test, methods=["POST"]),
     ]

@@ -21,9 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import logs
-from alertbridge.config import CLAIM_KINDS, Config
+from alertbridge.config import Config
 from alertbridge.routing.teams import TeamDirectory, parse_claims, plural_view
 from alertbridge.security import same_secret, token_hash
+from alertbridge.sources import CLAIM_KINDS, EXAMPLE_CLAIM
 from alertbridge.store.base import Store
 
 log = logs.get("alertbridge.team_api")
@@ -88,7 +89,7 @@ def team_api(config: Config, store: Store, teams: TeamDirectory, clock: Callable
             return _error(400, "the body is not JSON")
         identifiers = body.get("identifiers") if isinstance(body, dict) else None
         if not isinstance(identifiers, dict) or not identifiers:
-            return _error(400, 'the body must be {"identifiers": {"slack_channel_id": "C…", ...}}')
+            return _error(400, f'the body must be {{"identifiers": {{"{EXAMPLE_CLAIM.identifier}": "C…", ...}}}}')
         unknown = [k for k in identifiers if k not in CLAIM_KINDS.values()]
         if unknown:
             return _error(400, f"unknown identifier {unknown[0]!r}; known: {', '.join(teams.priority)}")
