@@ -132,3 +132,20 @@ def test_the_check_sees_what_it_must() -> None:
         assert not NAMED.search(text), text
     tree = ast.parse('"""A PagerDuty docstring."""\nx = "opsgenie"\ndef f(slack_token): pass\n')
     assert [(line, text) for line, text in _words(tree) if NAMED.search(text)] == [(2, "opsgenie"), (3, "slack_token")]
+
+
+def test_the_claims_the_sources_declare_keep_seed_004s_order() -> None:
+    """Moving the claim kinds into the sources kept the keys and the default priority of seed 004
+    (docs/teams.md), which decides between teams when an event carries several identifiers."""
+    from alertbridge import sources
+
+    assert list(sources.CLAIM_KINDS.items()) == [
+        ("incidentio_team_ids", "incidentio_team_id"),
+        ("pagerduty_service_ids", "pagerduty_service_id"),
+        ("slack_channel_ids", "slack_channel_id"),
+        ("github_repos", "github_repo"),
+        ("coralogix_team_names", "coralogix_team_name"),
+        ("incidentio_alert_source_ids", "incidentio_alert_source_id"),
+        ("services", "service"),
+    ]
+    assert tuple(sources.CLAIM_KINDS.values()) == sources.DEFAULT_PRIORITY
