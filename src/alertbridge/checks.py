@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from alertbridge.config import (
     Config,
@@ -78,13 +78,18 @@ def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
             continue
         good, where = [], []
         for i, item in enumerate(value):
+            claims = _claim_problems(key, item)
             try:
-                good.append(model.model_validate(item))
+                parsed = model.model_validate(item)
             except ValidationError as exc:
                 located += errors_of(exc, (key, i))
             else:
-                where.append(i)
+                if not claims:  # a team with an unknown routing key is left out, as a bad item is
+                    good.append(parsed)
+                    where.append(i)
+            located += [((key, i, *loc), message) for loc, message in claims]
         kept[key], positions[key] = good, where
+    located += _priority_problems(kept.get("routing"))
     config = None
     for _ in range(len(kept) + 1):  # drop each block that fails, and build the rest
         try:
@@ -113,6 +118,41 @@ def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
             loc = (loc[0], positions[loc[0]][loc[1]], *loc[2:])
         located.append((loc, message))
     return config, located
+
+
+def _claim_problems(key: str, item: Any) -> list[Located]:
+    """A team's routing keys, checked against the claims the sources declare (`sources.CLAIM_KINDS`):
+    the registry's part of the team's validation, which `config.TeamConfig` cannot import. Only a
+    `routing` the model takes is checked, as its validator did."""
+    from alertbridge import sources
+
+    if key != "teams" or not isinstance(item, Mapping) or not _fits(_ROUTING, item.get("routing")):
+        return []
+    problem = sources.unknown_claim_keys(item.get("routing"))
+    return [(("routing",), problem)] if problem else []
+
+
+def _priority_problems(block: Any) -> list[Located]:
+    """`routing.priority` against the identifiers the sources' claims declare (the registry's part
+    of `config.RoutingConfig`'s validation)."""
+    from alertbridge import sources
+
+    if not isinstance(block, Mapping) or not _fits(_PRIORITY, block.get("priority")):
+        return []
+    problem = sources.unknown_priority(block.get("priority"))
+    return [(("routing", "priority"), problem)] if problem else []
+
+
+_ROUTING: TypeAdapter[Any] = TypeAdapter(dict[str, list[str]])
+_PRIORITY: TypeAdapter[Any] = TypeAdapter(list[str])
+
+
+def _fits(adapter: TypeAdapter[Any], value: Any) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _declared_targets(data: Mapping[str, Any]) -> set[str]:

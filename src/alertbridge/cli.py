@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from alertbridge import __version__, logs, thena_setup
+from alertbridge import __version__, logs, sources
 from alertbridge import targets as target_types
 from alertbridge.config import DEFAULT_ORG, Config, ConfigError, default_config, load_config, read_setting
 from alertbridge.events import to_dict
@@ -38,7 +39,9 @@ events_app = typer.Typer(help="Look at stored events and their decision traces."
 deliveries_app = typer.Typer(help="Look at the outbox: deliveries and their attempts.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(deliveries_app, name="deliveries")
-app.add_typer(thena_setup.app, name="thena")
+for _name, _where in sources.commands().items():  # a source's own commands, e.g. `alertbridge thena setup`
+    _module, _, _attribute = _where.partition(":")
+    app.add_typer(getattr(importlib.import_module(_module), _attribute), name=_name)
 
 # Piped output (logs, CI, grep) gets wide lines rather than tables folded to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)

@@ -198,20 +198,6 @@ class RouteConfig(Model):
     continue_: bool = Field(default=False, alias="continue")
 
 
-# A team's routing claims, as seed 004 writes them (plural keys), and the identifier each names.
-CLAIM_KINDS: dict[str, str] = {
-    "incidentio_team_ids": "incidentio_team_id",
-    "pagerduty_service_ids": "pagerduty_service_id",
-    "slack_channel_ids": "slack_channel_id",
-    "github_repos": "github_repo",
-    "coralogix_team_names": "coralogix_team_name",
-    "incidentio_alert_source_ids": "incidentio_alert_source_id",
-    "services": "service",
-}
-# Seed 004's lookup order: the most specific identifier decides when an event carries several.
-DEFAULT_PRIORITY = list(CLAIM_KINDS.values())
-
-
 class TeamConfig(Model):
     """A team: who owns which routing identifiers, its token, and where its errors go."""
 
@@ -219,21 +205,16 @@ class TeamConfig(Model):
     org: str | None = None
     token: SecretStr  # the team's bearer token (GET/PUT /api/v1/config/me); sent to its agent; stored hashed
     slack_channel: str | None = None  # where the team is told its agent could not be reached
+    # Plural keys as seed 004 writes them; which keys exist is the sources' (`sources.CLAIM_KINDS`,
+    # checked by `checks.validate`).
     routing: dict[str, list[str]] = {}
-
-    @field_validator("routing")
-    @classmethod
-    def _kinds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        unknown = [k for k in value if k not in CLAIM_KINDS]
-        if unknown:
-            raise ValueError(f"unknown routing key {unknown[0]!r}; known: {', '.join(CLAIM_KINDS)}")
-        return value
 
 
 class RoutingConfig(Model):
     """How an event finds its team, and how long a replica holds an event it is routing."""
 
-    priority: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIORITY))
+    # None: the sources' own order (`sources.DEFAULT_PRIORITY`); names checked by `checks.validate`.
+    priority: list[str] | None = None
     internal_token: SecretStr | None = None  # for POST /api/v1/internal/routing/lookup
     # On PostgreSQL: how long an event being routed stays with its replica before another may route
     # it (the first died). Routing takes milliseconds; the lease only matters after a crash.
@@ -241,12 +222,11 @@ class RoutingConfig(Model):
 
     _lease = field_validator("lease", mode="before")(lambda v: parse_duration(v))
 
-    @field_validator("priority")
+    @field_validator("priority", mode="before")
     @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        unknown = [k for k in value if k not in DEFAULT_PRIORITY]
-        if unknown:
-            raise ValueError(f"unknown identifier {unknown[0]!r}; known: {', '.join(DEFAULT_PRIORITY)}")
+    def _given(cls, value: Any) -> Any:
+        if value is None:  # only the default means "the sources' order"; a null is refused as before
+            raise ValueError("Input should be a valid list")
         return value
 
 
@@ -436,7 +416,7 @@ def validate_teams(config: Config) -> list[Located]:
         names.add((org, team.name))
         for key, values in team.routing.items():
             for j, value in enumerate(values):
-                claim = (org, CLAIM_KINDS[key], value)
+                claim = (org, key, value)  # a key names one identifier kind
                 if claim in owners and owners[claim] != team.name:
                     problems.append(
                         (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -96,43 +97,16 @@ def to_dict(event: Event) -> dict[str, Any]:
     return result
 
 
-# Other names an object goes by, carried in `identifiers`: a PagerDuty incident is also its
-# incident_key, an Opsgenie alert also its alias. Links and echo detection match on any of them.
-ALIASES: dict[str, tuple[str, str]] = {
-    "pagerduty_incident_key": ("pagerduty", "incident_key"),
-    "opsgenie_alert_alias": ("opsgenie", "alert_alias"),
-}
-
-
-def refs(event: Event) -> list[tuple[str, str, str]]:
-    """Every (system, type, id) the event's subject is known by."""
+def refs(event: Event, aliases: Mapping[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Every (system, type, id) the event's subject is known by: its subject, and the other names
+    it goes by carried in `identifiers` (`aliases`: identifier → (system, type), which the sources
+    declare; `sources.refs` passes them). Links and echo detection match on any of them."""
     found = [(event.subject.system, event.subject.type, event.subject.id)] if event.subject else []
-    for name, (system, kind) in ALIASES.items():
+    for name, (system, kind) in aliases.items():
         value = event.identifiers.get(name)
         if value:
             found.append((system, kind, value))
     return found
-
-
-# What happened to an object, in words shared by every system, so that a change alertbridge
-# made in one system is recognised when that system reports it back (echo suppression).
-CHANGES: dict[str, str] = {
-    "incident.triggered": "created",
-    "incident.acknowledged": "acknowledged",
-    "incident.unacknowledged": "unacknowledged",
-    "incident.annotated": "annotated",
-    "incident.resolved": "resolved",
-    "incident.reassigned": "reassigned",
-    "alert.created": "created",
-    "alert.acknowledged": "acknowledged",
-    "alert.unacknowledged": "unacknowledged",
-    "alert.note_added": "annotated",
-    "alert.closed": "resolved",
-}
-
-
-def change_of(event: Event) -> str | None:
-    return CHANGES.get(event.kind)
 
 
 class Expected(NamedTuple):

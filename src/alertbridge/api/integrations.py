@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, HTTPException
@@ -34,21 +34,24 @@ from starlette.routing import Route
 from alertbridge import logs
 from alertbridge.api.deps import Caller
 from alertbridge.auth import Refused, caller
+from alertbridge.sources import integration
 from alertbridge.sources.base import Endpoint
 from alertbridge.store.base import Store
+from alertbridge.targets import KEY_TESTS, KeyKind
 from alertbridge.vault import Vault, VaultUnavailable, mask
 
 log = logs.get("alertbridge.integrations")
 
-PATH = "/api/webhooks/pagerduty"
-ACCEPT = "application/vnd.pagerduty+json;version=2"
+# Seed 001's integration: which source it configures, at which path, is that source's declaration.
+SOURCE, INTEGRATION = integration()
+KIND, PATH = INTEGRATION.kind, INTEGRATION.path
 
 
 router = APIRouter(tags=["configuration"])
 
 
 class KeyTest(BaseModel):
-    kind: Literal["pagerduty", "opsgenie"]
+    kind: KeyKind  # a kind of `targets.KEY_TESTS`
     api_key: str = Field(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")  # what an HTTP header can carry
     url: str | None = Field(default=None, pattern=r"^https?://[\x21-\x7e]+$")  # EU or another base URL
 
@@ -64,14 +67,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 async def check_key(kind: str, key: str, url: str | None = None) -> dict[str, Any]:
     """Ask the provider whether an API key works, with the cheapest read it allows."""
-    if kind == "pagerduty":
-        base = url or os.environ.get("PAGERDUTY_API_URL", "https://api.pagerduty.com")
-        target, headers, name = "/abilities", {"Authorization": f"Token token={key}", "Accept": ACCEPT}, "PagerDuty"
-    elif kind == "opsgenie":
-        base = url or os.environ.get("OPSGENIE_API_URL", "https://api.opsgenie.com")
-        target, headers, name = "/v2/alerts?limit=1", {"Authorization": f"GenieKey {key}"}, "Opsgenie"
-    else:
-        return {"ok": False, "message": f"cannot test {kind!r} keys: pagerduty or opsgenie"}
+    test = KEY_TESTS.get(kind)  # declared by the provider's target module
+    if test is None:
+        return {"ok": False, "message": f"cannot test {kind!r} keys: {' or '.join(KEY_TESTS)}"}
+    base = url or os.environ.get(test.url_env, test.default_url)
+    target, headers, name = test.path, test.headers(key), test.label
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.get(base.rstrip("/") + target, headers=headers)
@@ -96,14 +96,10 @@ async def test_key(request: KeyTest, caller: Caller) -> KeyCheck:
 def apply(endpoints: MutableMapping[str, Endpoint], org: str, config: dict[str, Any], vault: Vault) -> bool:
     """Put saved settings into the live endpoint; False if this org has no such endpoint."""
     endpoint = endpoints.get(PATH)
-    if endpoint is None or endpoint.org != org or endpoint.source.name != "pagerduty":
+    if endpoint is None or endpoint.org != org or endpoint.source.name != SOURCE.name:
         return False
     secret = vault.open(config["webhookSecret"]) if config.get("webhookSecret") else None
-    extra = {**endpoint.config.extra}
-    if secret:
-        extra.update(secret=secret, allow_unsigned=False)
-    if config.get("integrationKey"):
-        extra["integration_key"] = config["integrationKey"]
+    extra = INTEGRATION.apply(endpoint.config.extra, config, secret)  # the source's own settings keys
     settings = endpoint.source.settings.model_validate(extra)
     endpoints[PATH] = dataclasses.replace(endpoint, settings=settings, enabled=bool(config.get("enabled", True)))
     return True
@@ -123,7 +119,7 @@ def integrations_api(
         return found.org, found.role, found.user or found.name
 
     async def saved(org: str) -> dict[str, Any]:
-        return next((c for o, kind, c in await store.integrations() if o == org and kind == "pagerduty"), {})
+        return next((c for o, kind, c in await store.integrations() if o == org and kind == KIND), {})
 
     def view(request: Request, org: str, config: dict[str, Any]) -> dict[str, Any]:
         key = None
@@ -134,7 +130,7 @@ def integrations_api(
                 key = "••••"
         endpoint = endpoints().get(PATH)
         live = (
-            endpoint if endpoint is not None and endpoint.org == org and endpoint.source.name == "pagerduty" else None
+            endpoint if endpoint is not None and endpoint.org == org and endpoint.source.name == SOURCE.name else None
         )
         return {
             "enabled": bool(live and live.enabled),
@@ -185,9 +181,9 @@ def integrations_api(
                     updated.pop(name, None)
         except VaultUnavailable as exc:
             return _error(409, str(exc))
-        await store.save_integration(org, "pagerduty", updated, clock(), who)
+        await store.save_integration(org, KIND, updated, clock(), who)
         applied = apply(endpoints(), org, updated, vault)
-        log.info("integration_saved", org=org, kind="pagerduty", by=who, applied=applied)
+        log.info("integration_saved", org=org, kind=KIND, by=who, applied=applied)
         return JSONResponse(view(request, org, updated))
 
     async def test(request: Request) -> Response:
@@ -205,9 +201,9 @@ def integrations_api(
             if not config.get("apiKey"):
                 return _error(400, "no apiKey given and none saved")
             key = vault.open(config["apiKey"])
-        return JSONResponse(await check_key("pagerduty", key))
+        return JSONResponse(await check_key(INTEGRATION.key_test, key))
 
     return [
-        Route("/api/integrations/pagerduty", settings, methods=["GET", "POST"]),
-        Route("/api/integrations/pagerduty/test", test, methods=["POST"]),
+        Route(f"/api/integrations/{KIND}", settings, methods=["GET", "POST"]),
+        Route(f"/api/integrations/{KIND}/test", test, methods=["POST"]),
     ]

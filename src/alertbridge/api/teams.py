@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse, Response
 
 from alertbridge import logs
 from alertbridge.api.deps import Caller, Context, Ctx
-from alertbridge.config import CLAIM_KINDS
 from alertbridge.routing.teams import parse_claims, plural_view
 from alertbridge.security import same_secret, token_hash
+from alertbridge.sources import CLAIM_KINDS, EXAMPLE_CLAIM
 
 log = logs.get("alertbridge.team_api")
 router = APIRouter()
@@ -160,7 +160,7 @@ async def lookup(request: Request, ctx: Ctx) -> Response:
         return _error(400, "the body is not JSON")
     identifiers = body.get("identifiers") if isinstance(body, dict) else None
     if not isinstance(identifiers, dict) or not identifiers:
-        return _error(400, 'the body must be {"identifiers": {"slack_channel_id": "C…", ...}}')
+        return _error(400, f'the body must be {{"identifiers": {{"{EXAMPLE_CLAIM.identifier}": "C…", ...}}}}')
     unknown = [k for k in identifiers if k not in CLAIM_KINDS.values()]
     if unknown:
         return _error(400, f"unknown identifier {unknown[0]!r}; known: {', '.join(teams.priority)}")

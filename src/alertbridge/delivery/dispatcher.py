@@ -20,8 +20,8 @@ from alertbridge.delivery.alarms import Alarms
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
-from alertbridge.events import refs
 from alertbridge.metrics import Metrics
+from alertbridge.sources import refs
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
 from alertbridge.targets import ConfiguredTarget, Outcome
 from alertbridge.targets.base import Sending

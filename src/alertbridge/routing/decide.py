@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alertbridge.delivery import DEAD_WHY
-from alertbridge.events import Event, refs, to_dict
+from alertbridge.events import Event, to_dict
 from alertbridge.ids import new_id
 from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
 from alertbridge.routing.routes import Route
 from alertbridge.routing.templates import Bound, RenderError, Templates
+from alertbridge.sources import refs
 from alertbridge.store.base import NewDelivery
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.targets.base import Sending

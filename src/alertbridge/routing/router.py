@@ -19,11 +19,12 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from alertbridge import logs
-from alertbridge.events import Event, change_of, fingerprint, refs
+from alertbridge.events import Event, fingerprint
 from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.teams import TeamDirectory
+from alertbridge.sources import change_of, refs, through_api
 from alertbridge.store.base import Decided, Store
 from alertbridge.targets import ConfiguredTarget
 
@@ -219,18 +220,12 @@ def _named(event: Event) -> list[str]:
     return [who for who in (event.actor_name, event.actor) if who]
 
 
-def _through_api(event: Event) -> bool:
-    """Opsgenie says a change came through an API (ours among them), not from a person's screen:
-    there the name it gives may not be the `user` we sent, so a different name proves nothing."""
-    return (event.identifiers.get("opsgenie_source_type") or "").casefold() == "api"
-
-
 def _differs(row: Mapping[str, Any], event: Event, content: str | None) -> str | None:
     """Why the webhook is not this expectation's echo (other content, someone else), or None."""
     if row.get("fingerprint") and content and row["fingerprint"] != content:
         return "but with other content than this webhook's"
     actor, named = row.get("actor"), _named(event)
-    if actor and named and actor.casefold() not in {n.casefold() for n in named} and not _through_api(event):
+    if actor and named and actor.casefold() not in {n.casefold() for n in named} and not through_api(event):
         who = f"{named[0]!r} ({named[1]})" if len(named) > 1 and named[1] != named[0] else repr(named[0])
         return f"as {actor!r}, but this webhook names {who}"
     return None

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alertbridge.config import CLAIM_KINDS, Config
+from alertbridge.config import Config
 from alertbridge.events import Event
+from alertbridge.sources import CLAIM_KINDS, DEFAULT_PRIORITY, EXAMPLE_CLAIM
 from alertbridge.store.base import Store
 
 
@@ -39,7 +40,7 @@ class TeamMatch:
 
 class TeamDirectory:
     def __init__(self, config: Config) -> None:
-        self.priority = list(config.routing.priority)
+        self.priority = list(DEFAULT_PRIORITY if config.routing.priority is None else config.routing.priority)
         self.default_org = config.server.org
         self.teams = {(t.org or config.server.org, t.name): t for t in config.teams}
 
@@ -96,7 +97,7 @@ def plural_view(claims: Sequence[tuple[str, str, str]]) -> dict[str, list[str]]:
 def parse_claims(routing: Any) -> tuple[dict[str, list[str]], str | None]:
     """{identifier kind: values} from a PUT body's `routing`, or an error message."""
     if not isinstance(routing, Mapping):
-        return {}, 'the body must be {"routing": {"slack_channel_ids": [...], ...}}'
+        return {}, f'the body must be {{"routing": {{"{EXAMPLE_CLAIM.key}": [...], ...}}}}'
     claims: dict[str, list[str]] = {}
     for key, values in routing.items():
         if key not in CLAIM_KINDS:

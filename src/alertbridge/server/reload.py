@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable, MutableMapping
 
 from alertbridge import logs
+from alertbridge.api.integrations import KIND as INTEGRATION_KIND
 from alertbridge.api.integrations import apply as apply_integration
 from alertbridge.api.objects.service import Objects
 from alertbridge.sources.base import Endpoint
@@ -30,7 +31,7 @@ class Reload:
     async def apply_integrations(self) -> None:
         store, vault = self.store, self.vault
         for org, kind, saved in await store.integrations():
-            if kind == "pagerduty":
+            if kind == INTEGRATION_KIND:
                 try:
                     apply_integration(self.endpoints(), org, saved, vault)
                 except VaultUnavailable as exc:

@@ -94,6 +94,44 @@ class Source:
     # Probes and challenges answered without storing anything; None means "not a handshake".
     handshake: Callable[[Incoming, Endpoint], Reply | None] = lambda request, endpoint: None
     methods: frozenset[str] = field(default_factory=lambda: frozenset({"POST"}))
+    # The routing identifiers teams may claim from this source's events (docs/teams.md).
+    claims: tuple[Claim, ...] = ()
+    # Other names an object goes by, carried in `identifiers`: identifier → (system, type). Links
+    # and echo detection match on any of them (`events.refs`).
+    aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Event kind → the change in shared words (created, annotated, resolved…), so that a change
+    # alertbridge made is recognised when the system reports it back (echo suppression).
+    changes: Mapping[str, str] = field(default_factory=dict)
+    # identifier → value (case-folded) meaning the change came through an API (ours among them), so
+    # the actor name the event gives may not be the one we sent and proves nothing against an echo.
+    through_api: Mapping[str, str] = field(default_factory=dict)
+    # A Typer app `alertbridge NAME …` runs, as "module:attribute", imported only by the CLI.
+    command: str | None = None
+    # Seed 001's console integration (`integrations_api.py`), if this source has one.
+    integration: Integration | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A routing identifier teams claim (seed 004): `key` as a team writes it in `routing:`
+    (plural), the `identifier` an event carries, and its `rank` in the default lookup order (lower
+    is more specific and wins when an event carries identifiers of several teams)."""
+
+    key: str
+    identifier: str
+    rank: int
+
+
+@dataclass(frozen=True)
+class Integration:
+    """Settings an operator saves through the console for one endpoint of this source, by `kind`:
+    the endpoint at `path` takes them through `apply(extra, saved, secret)` → its new settings keys;
+    its API key is tested as the target key test `key_test` (`targets.KEY_TESTS`)."""
+
+    kind: str
+    path: str
+    apply: Callable[[Mapping[str, Any], Mapping[str, Any], str | None], dict[str, Any]]
+    key_test: str
 
 
 # How deep a sender's JSON may nest. Webhooks nest a few levels; thousands of levels is no webhook and

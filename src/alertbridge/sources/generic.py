@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_va
 from alertbridge.events import Service, Subject
 from alertbridge.security import any_secret, same_secret, secret_values
 from alertbridge.sources.base import (
+    Claim,
     Endpoint,
     Event,
     Incoming,
@@ -248,4 +249,12 @@ def _list(expression: str | None, body: Any) -> tuple[str, ...]:
     return tuple(t for t in (text(item) for item in items) if t)
 
 
-SOURCE = Source(name="generic", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="generic",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    # A Coralogix webhook arrives here (the docstring's example), its team name mapped by the
+    # endpoint's `identifiers`; `service` is the generic field of the same name.
+    claims=(Claim("coralogix_team_names", "coralogix_team_name", 50), Claim("services", "service", 70)),
+)

@@ -29,6 +29,7 @@ from alertbridge.events import Subject
 from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
+    Claim,
     Endpoint,
     Event,
     Incoming,
@@ -119,4 +120,6 @@ def _subject(kind: str | None, item: dict[str, Any], repo: str | None) -> Subjec
     return Subject("github", "repository", repo) if repo else None
 
 
-SOURCE = Source(name="github", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="github", settings=Settings, parse=parse, verify=verify, claims=(Claim("github_repos", "github_repo", 40),)
+)

@@ -34,6 +34,7 @@ from alertbridge.events import Subject
 from alertbridge.security import same_secret, secret_values, standard_webhooks_signature
 from alertbridge.sources.base import (
     BadPayload,
+    Claim,
     Endpoint,
     Event,
     Incoming,
@@ -152,4 +153,14 @@ def _team(resource: dict[str, Any]) -> str | None:
     return None
 
 
-SOURCE = Source(name="incidentio", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="incidentio",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    # A team is the most specific identifier (rank 10); an alert source the least of the providers'.
+    claims=(
+        Claim("incidentio_team_ids", "incidentio_team_id", 10),
+        Claim("incidentio_alert_source_ids", "incidentio_alert_source_id", 60),
+    ),
+)

@@ -213,4 +213,20 @@ def _priority(value: Any) -> str | None:
     return None
 
 
-SOURCE = Source(name="opsgenie", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="opsgenie",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    aliases={"opsgenie_alert_alias": ("opsgenie", "alert_alias")},
+    changes={
+        "alert.created": "created",
+        "alert.acknowledged": "acknowledged",
+        "alert.unacknowledged": "unacknowledged",
+        "alert.note_added": "annotated",
+        "alert.closed": "resolved",
+    },
+    # Opsgenie's `source.type` is `API` for changes made through its API, ours among them: there the
+    # name it gives may not be the `user` we sent, so a different name proves nothing.
+    through_api={"opsgenie_source_type": "api"},
+)

@@ -35,6 +35,7 @@ takes it. `pagey.ping` is answered and not stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -44,9 +45,11 @@ from alertbridge.events import PRIORITIES, Service, Subject
 from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
+    Claim,
     Endpoint,
     Event,
     Incoming,
+    Integration,
     Reply,
     Source,
     Unauthorized,
@@ -284,6 +287,17 @@ def handshake(request: Incoming, endpoint: Endpoint) -> Reply | None:
     return None
 
 
+def _integration(extra: Mapping[str, Any], saved: Mapping[str, Any], secret: str | None) -> dict[str, Any]:
+    """Seed 001's saved settings over the endpoint's own: a saved webhook secret makes every webhook
+    need its signature, an integration key routes only that integration's webhooks."""
+    updated = {**extra}
+    if secret:
+        updated.update(secret=secret, allow_unsigned=False)
+    if saved.get("integrationKey"):
+        updated["integration_key"] = saved["integrationKey"]
+    return updated
+
+
 SOURCE = Source(
     name="pagerduty",
     settings=Settings,
@@ -291,4 +305,15 @@ SOURCE = Source(
     verify=verify,
     handshake=handshake,
     methods=frozenset({"GET", "HEAD", "POST"}),
+    claims=(Claim("pagerduty_service_ids", "pagerduty_service_id", 20),),
+    aliases={"pagerduty_incident_key": ("pagerduty", "incident_key")},
+    changes={
+        "incident.triggered": "created",
+        "incident.acknowledged": "acknowledged",
+        "incident.unacknowledged": "unacknowledged",
+        "incident.annotated": "annotated",
+        "incident.resolved": "resolved",
+        "incident.reassigned": "reassigned",
+    },
+    integration=Integration(kind="pagerduty", path="/api/webhooks/pagerduty", apply=_integration, key_test="pagerduty"),
 )

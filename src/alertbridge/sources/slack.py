@@ -35,6 +35,7 @@ from alertbridge.events import Subject
 from alertbridge.security import hmac_sha256_hex, same_secret, secret_values
 from alertbridge.sources.base import (
     BadPayload,
+    Claim,
     Endpoint,
     Event,
     Incoming,
@@ -177,4 +178,11 @@ def _identifiers(channel: str | None, team: str | None, user: str | None, event_
     return {key: value for key, value in pairs.items() if value}
 
 
-SOURCE = Source(name="slack", settings=Settings, parse=parse, verify=verify, handshake=handshake)
+SOURCE = Source(
+    name="slack",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    handshake=handshake,
+    claims=(Claim("slack_channel_ids", "slack_channel_id", 30),),
+)

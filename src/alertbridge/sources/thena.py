@@ -195,4 +195,5 @@ SOURCE = Source(
     verify=verify,
     handshake=handshake,
     methods=frozenset({"GET", "HEAD", "POST"}),
+    command="alertbridge.sources.thena_setup:app",  # `alertbridge thena setup`
 )

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from alertbridge.config import Config, Located, RateLimit, RetryPolicy, TargetConfig, errors_of
 from alertbridge.targets import forward, inbox, opsgenie, pagerduty_events, pagerduty_rest, slack
-from alertbridge.targets.base import Outcome, OutgoingRequest, Target
+from alertbridge.targets.base import KeyTest, Outcome, OutgoingRequest, Target
 
 __all__ = ["ConfiguredTarget", "Outcome", "OutgoingRequest", "Target", "configure", "configure_one", "get", "names"]
 
 _MODULES = (pagerduty_events, pagerduty_rest, opsgenie, slack, forward, inbox)
 REGISTRY: dict[str, Target] = {module.TARGET.name: module.TARGET for module in _MODULES}
+# The API keys the console can test, by kind (`POST /api/v1/integrations/test`).
+KEY_TESTS: dict[str, KeyTest] = {t.key_test.kind: t.key_test for t in REGISTRY.values() if t.key_test}
+
+
+def key_kind(value: Any) -> Any:
+    """A pydantic validator of a key test's `kind`: one of `KEY_TESTS`, refused as a Literal would be."""
+    if not isinstance(value, str) or value not in KEY_TESTS:
+        quoted = [repr(kind) for kind in KEY_TESTS]
+        expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else "".join(quoted)
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return value
+
+
+# A key test's `kind` in a request model: a string the registry knows, shown as an enum in OpenAPI.
+KeyKind = Annotated[str, BeforeValidator(key_kind), WithJsonSchema({"type": "string", "enum": list(KEY_TESTS)})]
 
 
 def names() -> list[str]:

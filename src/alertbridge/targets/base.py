@@ -115,6 +115,23 @@ class Target:
     echo: Callable[[Any, str, Mapping[str, Any]], list[Expected]] = lambda settings, action, fields: []
     # A target that acts inside alertbridge (the inbox) instead of over HTTP: given the store.
     local: Callable[[Any, Any, str, Mapping[str, Any], Sending], Awaitable[Outcome]] | None = None
+    # How the console's "test connection" asks this provider whether an API key works.
+    key_test: KeyTest | None = None
+
+
+@dataclass(frozen=True)
+class KeyTest:
+    """The cheapest read a provider allows, to learn whether an API key works before it is saved:
+    GET `path` on the base URL with `headers(key)`; 200 means the key is good, 401/403 refused.
+    `kind` is what the API's `integrations/test` names; the base URL comes from `url_env` (the
+    examples' variable), else `default_url`; `label` is the provider's name in messages."""
+
+    kind: str
+    label: str
+    url_env: str
+    default_url: str
+    path: str
+    headers: Callable[[str], dict[str, str]]
 
 
 def retry_after(response: Response, now: Callable[[], float] = time.time) -> float | None:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from alertbridge.events import Expected, fingerprint
 from alertbridge.targets.base import (
     FollowUp,
+    KeyTest,
     Outcome,
     OutgoingRequest,
     Response,
@@ -213,4 +214,12 @@ TARGET = Target(
     classify=classify,
     order_key=order_key,
     echo=echo,
+    key_test=KeyTest(
+        kind="opsgenie",
+        label="Opsgenie",
+        url_env="OPSGENIE_API_URL",
+        default_url=DEFAULT_URL,
+        path="/v2/alerts?limit=1",
+        headers=lambda key: {"Authorization": f"GenieKey {key}"},
+    ),
 )

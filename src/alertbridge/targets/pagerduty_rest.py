@@ -28,7 +28,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from alertbridge.events import Expected, fingerprint
-from alertbridge.targets.base import Outcome, OutgoingRequest, Response, Sending, Target, classify_http
+from alertbridge.targets.base import KeyTest, Outcome, OutgoingRequest, Response, Sending, Target, classify_http
 
 DEFAULT_URL = "https://api.pagerduty.com"
 ACCEPT = "application/vnd.pagerduty+json;version=2"
@@ -223,4 +223,12 @@ TARGET = Target(
     echo=echo,
     required={"create": (("service_id",),), "reassign": (("assignee_ids", "escalation_policy_id"),)},
     default_rate_limit=(900, 60.0),  # PagerDuty allows 960 a minute per API key
+    key_test=KeyTest(
+        kind="pagerduty",
+        label="PagerDuty",
+        url_env="PAGERDUTY_API_URL",
+        default_url=DEFAULT_URL,
+        path="/abilities",
+        headers=lambda key: {"Authorization": f"Token token={key}", "Accept": ACCEPT},
+    ),
 )
