@@ -623,3 +623,33 @@ async def test_the_actor_a_target_reports_is_set_on_its_deliverys_open_echoes(st
         await store.record_attempt(sent, Attempt(sent.id, 1, 1, 0.1, "success", 200, "ok"), done)
         rows = await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0)
         assert [r["actor"] for r in rows if r["id"] == echo_id] == [before or "PBRIDGE"]
+
+
+async def test_the_shared_statements_are_one_text_in_two_placeholder_styles() -> None:
+    """PostgreSQL's statements are SQLite's, each `:name` as psycopg's `%(name)s`; `::type` casts stay."""
+    import re
+
+    from alertbridge.store import sql
+
+    assert sql.pyformat("SELECT x::text FROM t WHERE a = :a AND b LIKE '5%'") == (
+        "SELECT x::text FROM t WHERE a = %(a)s AND b LIKE '5%%'"
+    )
+    for field in dataclasses.fields(sql.Statements):
+        named, pyformat = getattr(sql.SQLITE, field.name), getattr(sql.POSTGRES, field.name)
+        if field.name != "param":
+            assert re.sub(r"%\((\w+)\)s", r":\1", pyformat).replace("%%", "%") == named
+            assert "%(" not in named
+
+
+async def test_both_backends_give_users_and_integrations_in_the_same_order(store: Store) -> None:
+    """Sign-in lists an email's orgs oldest first, integrations come by (org, kind), on either backend."""
+    for org in ("zeta", "alpha", "mid"):
+        assert await store.create_user(org, "Ops@Example.com", "hash", "admin", 1)
+    assert [u["org"] for u in await store.find_user("ops@example.com")] == ["zeta", "alpha", "mid"]
+    for org, kind in (("b", "pagerduty"), ("a", "slack"), ("a", "opsgenie")):
+        await store.save_integration(org, kind, {"on": True}, 1, None)
+    assert [(org, kind) for org, kind, _ in await store.integrations()] == [
+        ("a", "opsgenie"),
+        ("a", "slack"),
+        ("b", "pagerduty"),
+    ]

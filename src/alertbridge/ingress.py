@@ -28,7 +28,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.routing.decide import context
 from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
-from alertbridge.store.base import Store, Stored
+from alertbridge.store.base import Ingest, Stored
 
 log = logs.get("alertbridge.ingress")
 _json = msgspec.json.Encoder()
@@ -49,7 +49,7 @@ class Ingress:
     def __init__(
         self,
         endpoints: Mapping[str, Endpoint],
-        store: Store,
+        store: Ingest,
         templates: Templates,
         metrics: Metrics,
         on_stored: Callable[[], None],

@@ -16,13 +16,13 @@ from typing import Any
 
 from alertbridge import logs
 from alertbridge.config import FailureAlertConfig
-from alertbridge.store.base import Delivery, NewDelivery, Store
+from alertbridge.store.base import Delivery, Inbox, NewDelivery
 
 log = logs.get("alertbridge.alarms")
 
 
 class Alarms:
-    def __init__(self, config: FailureAlertConfig, store: Store, targets: Mapping[str, Any]) -> None:
+    def __init__(self, config: FailureAlertConfig, store: Inbox, targets: Mapping[str, Any]) -> None:
         self.config = config
         self.store = store
         self.targets = targets

@@ -12,6 +12,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Protocol
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
@@ -22,7 +23,7 @@ from alertbridge.delivery.ratelimit import SlidingWindow
 from alertbridge.delivery.transport import AiohttpTransport, Timeout, Transport, TransportError
 from alertbridge.metrics import Metrics
 from alertbridge.sources import refs
-from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
+from alertbridge.store.base import Attempt, AttemptResult, Delivery, Inbox, NewDelivery, Outbox
 from alertbridge.targets import ConfiguredTarget, Outcome
 from alertbridge.targets.base import Sending
 
@@ -33,6 +34,10 @@ EXPIRY_EVERY = 30.0  # seconds between looks for deliveries that waited too long
 IDLE_POLL = 0.5  # seconds between looks at the store when nothing wakes us (retries, replays, other processes)
 
 
+class DispatchStore(Outbox, Inbox, Protocol):
+    """The dispatcher's roles: its outbox, and the inbox that alarms and local targets (the inbox) write."""
+
+
 def default_transport(target: ConfiguredTarget) -> Transport:
     return AiohttpTransport(target.config.timeout)
 
@@ -40,7 +45,7 @@ def default_transport(target: ConfiguredTarget) -> Transport:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: DispatchStore,
         targets: Mapping[str, ConfiguredTarget],
         config: DeliveryConfig,
         metrics: Metrics,

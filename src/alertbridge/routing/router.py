@@ -25,7 +25,7 @@ from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources import change_of, refs, through_api
-from alertbridge.store.base import Decided, Store
+from alertbridge.store.base import Decided, Routing
 from alertbridge.targets import ConfiguredTarget
 
 log = logs.get("alertbridge.router")
@@ -37,7 +37,7 @@ IDLE_POLL = 0.5
 class Router:
     def __init__(
         self,
-        store: Store,
+        store: Routing,
         rules: Rules,
         targets: Mapping[str, ConfiguredTarget],
         metrics: Metrics,

@@ -16,7 +16,7 @@ from typing import Any
 from alertbridge.config import Config
 from alertbridge.events import Event
 from alertbridge.sources import CLAIM_KINDS, DEFAULT_PRIORITY, EXAMPLE_CLAIM
-from alertbridge.store.base import Store
+from alertbridge.store.base import Routing
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TeamDirectory:
         team = self.teams.get((org, name))
         return TeamMatch(org, name, kind, value, team.slack_channel if team else None)
 
-    async def find(self, store: Store, org: str, pairs: Sequence[tuple[str, str]]) -> TeamMatch | None:
+    async def find(self, store: Routing, org: str, pairs: Sequence[tuple[str, str]]) -> TeamMatch | None:
         return self.choose(org, await store.find_teams(org, pairs)) if pairs else None
 
 

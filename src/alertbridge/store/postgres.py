@@ -53,9 +53,8 @@ from psycopg_pool import AsyncConnectionPool
 from alertbridge import events as ev
 from alertbridge import logs
 from alertbridge.events import Event, Expected
+from alertbridge.store import sql
 from alertbridge.store.base import (
-    ECHO_COLUMNS,
-    NOT_A_REACTION,
     Attempt,
     AttemptResult,
     Decided,
@@ -63,24 +62,24 @@ from alertbridge.store.base import (
     EventRow,
     NewDelivery,
     Ref,
-    SavedObject,
     Stored,
     StoreUnavailable,
     mark_done,
     require_current,
 )
+from alertbridge.store.common import CONFIG_CHANNEL, SQLStore
 from alertbridge.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, migrate
 from alertbridge.store.urls import masked, scrub
 
 T = TypeVar("T")
-Q = TypeVar("Q")
+J = TypeVar("J")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 log = logs.get("alertbridge.store")
+Q = sql.POSTGRES
 
 EVENTS_CHANNEL = "alertbridge_events"
 DELIVERIES_CHANNEL = "alertbridge_deliveries"
-CONFIG_CHANNEL = "alertbridge_config"  # endpoints, targets or integrations saved through the API
 POOL_MAX = 8
 INGRESS_BATCH = 512
 TEAMS_LOCK = MIGRATION_LOCK + 1  # replicas provisioning teams and claims take turns
@@ -88,42 +87,14 @@ RATE_LOCK = 7_242  # with a target's name hashed: replicas claiming for one rate
 RETRIES = 3  # runs of a transaction PostgreSQL rolled back to break a deadlock
 
 
-def _delivery(row: Mapping[str, Any]) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        org=row["org"],
-        event_id=row["event_id"],
-        route=row["route"],
-        target=row["target"],
-        action=row["action"],
-        fields=row["fields"],
-        idempotency_key=row["idempotency_key"],
-        order_key=row["order_key"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        created_at=row["created_at"],
-        budget_from=row["budget_from"],
-        updated_at=row["updated_at"],
-        last_error=row["last_error"],
-        result=row["result"] or None,
-        event_received_at=row.get("event_received_at"),
-        claim=row["claim"],
-        event=ev.decode(row["event_data"]) if row.get("event_data") is not None else None,
-        waiting_for=row["waiting_for"] or None,
-    )
+def _as_is(value: Any) -> Any:
+    """A JSON column as psycopg returns it: already decoded."""
+    return value
 
 
-def _event_row(row: Mapping[str, Any]) -> EventRow:
-    return EventRow(event=ev.decode(row["data"]), status=row["status"], trace=row["trace"], routed_at=row["routed_at"])
-
-
-def _filters(pairs: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    """A WHERE clause from (condition, value) pairs whose value is given."""
-    used = [(clause, value) for clause, value in pairs if value is not None]
-    if not used:
-        return "", []
-    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
+def _json_text(value: Any) -> str:
+    """JSON for a json column: the json module's text, as every row here was written."""
+    return json.dumps(value)
 
 
 def _dumps(value: Any) -> str | None:
@@ -187,40 +158,25 @@ async def _insert_deliveries(conn: Conn, deliveries: Sequence[NewDelivery]) -> l
     return [None if d.id in inserted else holders.get((d.org, d.idempotency_key)) for d in deliveries]
 
 
+_WAITING = Q.waiting + " FOR UPDATE"
+_EXPIRING = Q.expiring + " FOR UPDATE SKIP LOCKED"
+_INCIDENT_DATA = Q.incident_data + " FOR UPDATE"
+
+
 async def _link(conn: Conn, org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> list[str]:
     """Store the pair and release the deliveries that were waiting for it; returns their ids."""
-    await conn.execute(
-        "INSERT INTO links (org, a_system, a_type, a_id, b_system, b_type, b_id, delivery_id, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (org, *a, *b, delivery_id, now),
-    )
-    cursor = await conn.execute(
-        "SELECT id, fields, order_key, waiting_for FROM deliveries WHERE org = %s AND status = 'waiting' FOR UPDATE",
-        (org,),
-    )
+    await conn.execute(Q.link, sql.link_params(org, a, b, delivery_id, now))
+    cursor = await conn.execute(_WAITING, {"org": org})
     released = []
     for row in await cursor.fetchall():
-        waiting = row["waiting_for"]
-        refs = {tuple(r) for r in waiting["refs"]}
-        want = tuple(waiting["want"])
-        found = b if a in refs and b[:2] == want else a if b in refs and a[:2] == want else None
+        found = sql.released_by(row["waiting_for"], a, b)
         if found is None:
             continue
-        marker = waiting["marker"]
+        marker, linked = found
         # The same textual replacement SQLite makes, on the same JSON text.
-        fields = json.dumps(row["fields"]).replace(json.dumps(marker)[1:-1], json.dumps(found[2])[1:-1])
-        await conn.execute(
-            "UPDATE deliveries SET status = 'pending', fields = %s, order_key = %s, next_attempt_at = %s,"
-            " budget_from = %s, updated_at = %s, waiting_for = NULL WHERE id = %s",
-            (
-                fields,
-                row["order_key"].replace(marker, found[2]) if row["order_key"] else None,
-                now,
-                now,
-                now,
-                row["id"],
-            ),
-        )
+        fields = json.dumps(row["fields"]).replace(json.dumps(marker)[1:-1], json.dumps(linked)[1:-1])
+        order_key = row["order_key"].replace(marker, linked) if row["order_key"] else None
+        await conn.execute(Q.release, {"fields": fields, "order_key": order_key, "now": now, "id": row["id"]})
         released.append(row["id"])
     return released
 
@@ -293,7 +249,7 @@ def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _take_batch(queue: asyncio.Queue[Q], most: int) -> list[Q]:
+async def _take_batch(queue: asyncio.Queue[J], most: int) -> list[J]:
     """What waits in `queue`, at least one and at most `most`: a group commit's batch."""
     batch = [await queue.get()]
     while len(batch) < most and not queue.empty():
@@ -313,15 +269,12 @@ def _settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
 
 def _claimable(due: str, order: str) -> str:
     """Deliveries that are `due`, in `order`, locked for the claim; rows another replica is claiming are
-    skipped. One waits while an earlier delivery with its order key is unfinished; earlier means of an
-    earlier event, then made earlier (replicas may write a later event's deliveries first)."""
+    skipped. `sql.IN_ORDER` holds back a delivery behind its order key (replicas may write a later
+    event's deliveries first)."""
     return (
         "SELECT d.*, e.received_at AS event_received_at, e.data AS event_data FROM deliveries d"
         " JOIN events e ON e.id = d.event_id WHERE d.seq IN ("
-        f"  SELECT c.seq FROM deliveries c WHERE {due}"
-        "    AND (c.order_key IS NULL OR NOT EXISTS ("
-        "      SELECT 1 FROM deliveries p WHERE p.order_key = c.order_key"
-        "        AND p.status IN ('pending', 'in_flight', 'waiting') AND (p.event_seq, p.seq) < (c.event_seq, c.seq)))"
+        f"  SELECT c.seq FROM deliveries c WHERE {due} AND {sql.IN_ORDER.format(row='c')}"
         f"  ORDER BY {order} LIMIT %(scan)s FOR UPDATE SKIP LOCKED)"
     )
 
@@ -352,7 +305,9 @@ async def _schema_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
     return int(row[0]) if row else 0
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
+    q = Q
+
     def __init__(self, url: str, replica: str | None = None) -> None:
         self.url = url
         # Claims start with the replica's stable name (if it has one) so that it can release its own.
@@ -372,6 +327,9 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({masked(self.url)})"
+
+    _decode = staticmethod(_as_is)
+    _encode = staticmethod(_json_text)
 
     # ---- lifecycle
 
@@ -512,6 +470,20 @@ class PostgresStore:
             if notify is not None:
                 await self._notify(conn, notify)
             return cursor.rowcount
+
+        return await self._run(write)
+
+    async def _exec_one(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), notify: str | None = None
+    ) -> dict[str, Any] | None:
+        """One statement that returns a row (`RETURNING`), in its own transaction."""
+
+        async def write(conn: Conn) -> dict[str, Any] | None:
+            cursor = await conn.execute(sql, params)
+            row = await cursor.fetchone()
+            if notify is not None:
+                await self._notify(conn, notify)
+            return row
 
         return await self._run(write)
 
@@ -782,16 +754,12 @@ class PostgresStore:
                 "UPDATE deliveries SET status = 'in_flight', claim = %s, claimed_until = %s WHERE id = ANY(%s)",
                 (token, now + lease, [row["id"] for row in chosen]),
             )
-            return [Delivery(**{**_delivery(row).__dict__, "status": "in_flight", "claim": token}) for row in chosen]
+            return [
+                Delivery(**{**sql.delivery(row, _as_is).__dict__, "status": "in_flight", "claim": token})
+                for row in chosen
+            ]
 
         return await self._run(claim)
-
-    async def defer(self, delivery_id: str, claim: str, until: float) -> None:
-        await self._exec(
-            "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL, next_attempt_at = %s"
-            " WHERE id = %s AND claim = %s",
-            (until, delivery_id, claim),
-        )
 
     async def record_attempt(
         self,
@@ -878,39 +846,25 @@ class PostgresStore:
         return results
 
     async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None:
+        mine = {"org": delivery.org, "delivery_id": delivery.id, "target": delivery.target, "now": now}
+
         async def write(conn: Conn) -> None:
             async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO echoes"
-                    " (org, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
-                )
+                await cursor.executemany(Q.expect_echo, [{**echo._asdict(), **mine} for echo in echoes])
 
         await self._run(write)
 
     async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for system, kind, object_id in refs:
-            found += await self._all(
-                f"SELECT {ECHO_COLUMNS} FROM echoes"
-                " WHERE org = %s AND system = %s AND type = %s AND object_id = %s AND change = %s"
-                "   AND consumed_by IS NULL AND created_at >= %s ORDER BY id",
-                (org, system, kind, object_id, change, since),
-            )
+            params = {"org": org, "system": system, "type": kind, "object_id": object_id}
+            found += await self._all(Q.open_echoes, {**params, "change": change, "since": since})
         return sorted(found, key=lambda row: int(row["id"]))
 
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
         found: list[Ref] = []
-        for ref in refs:
-            rows = await self._all(
-                "SELECT b_system AS s, b_type AS t, b_id AS i FROM links"
-                " WHERE org = %s AND a_system = %s AND a_type = %s AND a_id = %s"
-                " UNION SELECT a_system, a_type, a_id FROM links"
-                " WHERE org = %s AND b_system = %s AND b_type = %s AND b_id = %s",
-                (org, *ref, org, *ref),
-            )
-            for row in rows:
+        for system, kind, object_id in refs:
+            for row in await self._all(Q.links_of, {"org": org, "system": system, "type": kind, "id": object_id}):
                 other = (row["s"], row["t"], row["i"])
                 if other not in found and other not in refs:
                     found.append(other)
@@ -920,18 +874,11 @@ class PostgresStore:
         """Dead-letter deliveries that waited for a link longer than `older_than` seconds: (id, target)."""
 
         async def write(conn: Conn) -> list[tuple[str, str]]:
-            cursor = await conn.execute(
-                "SELECT id, target, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < %s"
-                " FOR UPDATE SKIP LOCKED",
-                (now - older_than,),
-            )
+            cursor = await conn.execute(_EXPIRING, {"before": now - older_than})
             rows = await cursor.fetchall()
             for row in rows:
-                want = (row["waiting_for"] or {}).get("want", ["?", "?"])
-                await conn.execute(
-                    "UPDATE deliveries SET status = 'dead', updated_at = %s, last_error = %s WHERE id = %s",
-                    (now, f"no {want[0]} {want[1]} was linked within {older_than:g} s", row["id"]),
-                )
+                why = sql.expired_why(row["waiting_for"], older_than)
+                await conn.execute(Q.expire, {"now": now, "error": why, "id": row["id"]})
             return [(row["id"], row["target"]) for row in rows]
 
         return await self._run(write)
@@ -947,41 +894,19 @@ class PostgresStore:
             # Replicas starting together provision the same file: one at a time.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (TEAMS_LOCK,))
             for org, name, token_hash in teams:
-                await conn.execute(
-                    "INSERT INTO teams (org, name, token_hash, provisioned, created_at) VALUES (%s, %s, %s, 1, %s)"
-                    " ON CONFLICT (org, name) DO UPDATE SET token_hash = excluded.token_hash, provisioned = 1",
-                    (org, name, token_hash, now),
-                )
-            await conn.execute("DELETE FROM identifiers WHERE origin = 'config'")
+                await conn.execute(Q.upsert_team, {"org": org, "name": name, "token_hash": token_hash, "now": now})
+            await conn.execute(Q.forget_config_claims)
             overridden = []
             for org, kind, value, team in claims:
-                cursor = await conn.execute(
-                    "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
-                )
+                params = {"org": org, "kind": kind, "value": value}
+                cursor = await conn.execute(Q.owner, params)
                 row = await cursor.fetchone()
                 if row and row["team"] != team:
                     overridden.append(f"{kind}={value} (claimed by {row['team']} through the API, given to {team})")
-                await conn.execute(
-                    "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
-                    " VALUES (%s, %s, %s, %s, 'config', %s)"
-                    " ON CONFLICT (org, kind, value) DO UPDATE SET team = excluded.team, origin = 'config'",
-                    (org, kind, value, team, now),
-                )
+                await conn.execute(Q.config_claim, {**params, "team": team, "now": now})
             return overridden
 
         return await self._run(write)
-
-    async def team_by_token(self, token_hash: str) -> tuple[str, str] | None:
-        row = await self._one("SELECT org, name FROM teams WHERE token_hash = %s", (token_hash,))
-        return (row["org"], row["name"]) if row else None
-
-    async def claims_of(self, org: str, team: str) -> list[tuple[str, str, str]]:
-        """(kind, value, origin) of every identifier the team owns."""
-        rows = await self._all(
-            "SELECT kind, value, origin FROM identifiers WHERE org = %s AND team = %s ORDER BY kind, value",
-            (org, team),
-        )
-        return [(r["kind"], r["value"], r["origin"]) for r in rows]
 
     async def set_claims(
         self, org: str, team: str, claims: Mapping[str, Sequence[str]], now: float
@@ -994,24 +919,17 @@ class PostgresStore:
             conflicts = []
             for kind, values in claims.items():
                 for value in values:
-                    cursor = await conn.execute(
-                        "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
-                    )
+                    cursor = await conn.execute(Q.owner, {"org": org, "kind": kind, "value": value})
                     row = await cursor.fetchone()
                     if row and row["team"] != team:
                         conflicts.append((kind, value, row["team"]))
             if conflicts:
                 return conflicts
             for kind, values in claims.items():
-                await conn.execute(
-                    "DELETE FROM identifiers WHERE org = %s AND team = %s AND kind = %s AND origin = 'api'",
-                    (org, team, kind),
-                )
+                await conn.execute(Q.forget_api_claims, {"org": org, "team": team, "kind": kind})
                 for value in values:
                     await conn.execute(
-                        "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
-                        " VALUES (%s, %s, %s, %s, 'api', %s) ON CONFLICT DO NOTHING",
-                        (org, kind, value, team, now),
+                        Q.api_claim, {"org": org, "kind": kind, "value": value, "team": team, "now": now}
                     )
             return []
 
@@ -1021,16 +939,10 @@ class PostgresStore:
         """(kind, value, team) for each identifier of `pairs` that a team owns."""
         found = []
         for kind, value in pairs:
-            row = await self._one(
-                "SELECT team FROM identifiers WHERE org = %s AND kind = %s AND value = %s", (org, kind, value)
-            )
+            row = await self._one(Q.owner, {"org": org, "kind": kind, "value": value})
             if row:
                 found.append((kind, value, row["team"]))
         return found
-
-    async def next_due(self) -> float | None:
-        row = await self._one("SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'")
-        return row["due"] if row else None
 
     # ---- data lifecycle
 
@@ -1061,10 +973,7 @@ class PostgresStore:
                 events = len(ids)
             attempts = 0
             if attempts_before is not None:
-                cursor = await conn.execute(
-                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE started_at < %s LIMIT %s)",
-                    (attempts_before, limit),
-                )
+                cursor = await conn.execute(Q.purge_attempts, {"before": attempts_before, "limit": limit})
                 attempts = cursor.rowcount
             return events, attempts
 
@@ -1074,91 +983,29 @@ class PostgresStore:
         self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
     ) -> list[tuple[int, EventRow, list[Delivery]]]:
         """A page of events in arrival order (after `after_seq`), each with its deliveries."""
+        clauses, params = sql.where(
+            Q.param,
+            [
+                ("seq >", "after", after_seq),
+                ("received_at >=", "since", since),
+                ("received_at <", "until", until),
+                ("org =", "org", org),
+            ],
+        )
+        statement = Q.event_page + clauses + Q.oldest_first
 
         async def read(conn: Conn) -> list[tuple[int, EventRow, list[Delivery]]]:
-            clauses, params = _filters(
-                [("seq > %s", after_seq), ("received_at >= %s", since), ("received_at < %s", until), ("org = %s", org)]
-            )
-            cursor = await conn.execute(
-                f"SELECT seq, id, data, status, trace, routed_at FROM events{clauses} ORDER BY seq LIMIT %s",
-                [*params, limit],
-            )
+            cursor = await conn.execute(statement, {**params, "limit": limit})
             page = []
             for row in await cursor.fetchall():
-                found = await conn.execute("SELECT * FROM deliveries WHERE event_id = %s ORDER BY seq", (row["id"],))
-                deliveries = [_delivery(d) for d in await found.fetchall()]
-                page.append((row["seq"], _event_row(row), deliveries))
+                found = await conn.execute(Q.deliveries_of, {"event_id": row["id"]})
+                deliveries = [sql.delivery(d, self._decode) for d in await found.fetchall()]
+                page.append((row["seq"], sql.event_row(row, self._decode), deliveries))
             return page
 
         return await self._run(read)
 
     # ---- operators
-
-    async def list_events(
-        self,
-        limit: int = 50,
-        status: str | None = None,
-        *,
-        org: str | None = None,
-        source: str | None = None,
-        kind: str | None = None,
-        endpoint: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[EventRow]:
-        clauses, params = _filters(
-            [
-                ("org = %s", org),
-                ("status = %s", status),
-                ("source = %s", source),
-                ("kind = %s", kind),
-                ("endpoint = %s", endpoint),
-                ("received_at >= %s", since),
-                ("received_at < %s", until),
-            ]
-        )
-        sql = f"SELECT data, status, trace, routed_at FROM events{clauses} ORDER BY seq DESC LIMIT %s"
-        return [_event_row(row) for row in await self._all(sql, [*params, limit])]
-
-    async def get_event(self, event_id: str, org: str | None = None) -> EventRow | None:
-        clauses, params = _filters([("id = %s", event_id), ("org = %s", org)])
-        row = await self._one(f"SELECT data, status, trace, routed_at FROM events{clauses}", params)
-        return _event_row(row) if row else None
-
-    async def list_deliveries(
-        self,
-        limit: int = 50,
-        status: str | None = None,
-        event_id: str | None = None,
-        *,
-        org: str | None = None,
-        target: str | None = None,
-        since: float | None = None,
-    ) -> list[Delivery]:
-        clauses, params = _filters(
-            [
-                ("status = %s", status),
-                ("event_id = %s", event_id),
-                ("org = %s", org),
-                ("target = %s", target),
-                ("created_at >= %s", since),
-            ]
-        )
-        rows = await self._all(f"SELECT * FROM deliveries{clauses} ORDER BY seq DESC LIMIT %s", [*params, limit])
-        return [_delivery(row) for row in rows]
-
-    async def get_delivery(self, delivery_id: str, org: str | None = None) -> Delivery | None:
-        clauses, params = _filters([("id = %s", delivery_id), ("org = %s", org)])
-        row = await self._one(f"SELECT * FROM deliveries{clauses}", params)
-        return _delivery(row) if row else None
-
-    async def attempts(self, delivery_id: str) -> list[Attempt]:
-        rows = await self._all(
-            "SELECT delivery_id, number, started_at, duration, outcome, status_code, message FROM attempts"
-            " WHERE delivery_id = %s ORDER BY number, id",
-            (delivery_id,),
-        )
-        return [Attempt(**row) for row in rows]
 
     async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
         """Make deliveries (or an event's work) pending again, due now, with a fresh budget."""
@@ -1166,14 +1013,7 @@ class PostgresStore:
         async def write(conn: Conn) -> list[str]:
             done = []
             for item in ids:
-                cursor = await conn.execute(
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = %(now)s,"
-                    " budget_from = %(now)s, last_error = NULL, updated_at = %(now)s"
-                    f" WHERE (id = %(item)s OR (event_id = %(item)s AND {NOT_A_REACTION}))"
-                    "   AND status NOT IN ('in_flight', 'waiting')"
-                    "   AND (%(org)s::text IS NULL OR org = %(org)s) RETURNING id, seq",
-                    {"now": now, "item": item, "org": org},
-                )
+                cursor = await conn.execute(Q.replay, {"now": now, "item": item, "org": org})
                 done += [row["id"] for row in sorted(await cursor.fetchall(), key=lambda r: r["seq"])]
             if done:
                 await self._notify(conn, DELIVERIES_CHANNEL)
@@ -1181,197 +1021,16 @@ class PostgresStore:
 
         return await self._run(write)
 
-    async def counts(self) -> dict[str, int]:
-        events = await self._all("SELECT status, COUNT(*) AS n FROM events GROUP BY 1")
-        deliveries = await self._all("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY 1")
-        return {f"events_{r['status']}": r["n"] for r in events} | {
-            f"deliveries_{r['status']}": r["n"] for r in deliveries
-        }
-
-    # ---- API tokens and users
-
-    async def create_token(
-        self, org: str, name: str, role: str, token_hash: str, now: float, user_email: str | None = None
-    ) -> None:
-        await self._exec(
-            "INSERT INTO api_tokens (org, name, role, token_hash, created_at, user_email)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (org, name, role, token_hash, now, user_email),
-        )
-
-    async def token_lookup(self, token_hash: str) -> tuple[str, str, str, str | None] | None:
-        """(org, role, name, user email or None) of an API token, by its hash."""
-        row = await self._one("SELECT org, role, name, user_email FROM api_tokens WHERE token_hash = %s", (token_hash,))
-        return (row["org"], row["role"], row["name"], row["user_email"]) if row else None
-
-    async def create_user(self, org: str, email: str, password_hash: str, role: str, now: float) -> bool:
-        """False if the org already has a user with that email."""
-        return bool(
-            await self._exec(
-                "INSERT INTO users (org, email, password_hash, role, created_at) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (org, email) DO NOTHING",
-                (org, email.lower(), password_hash, role, now),
-            )
-        )
-
-    async def user(self, org: str, email: str) -> dict[str, Any] | None:
-        return await self._one(
-            "SELECT id, org, email, role, password_hash FROM users WHERE org = %s AND email = %s", (org, email.lower())
-        )
-
-    # ---- console sessions
-
-    async def create_session(self, id_hash: str, org: str, email: str, role: str, csrf: str, expires_at: float) -> None:
-        await self._exec(
-            "INSERT INTO sessions (id_hash, org, email, role, csrf, expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
-            (id_hash, org, email, role, csrf, expires_at),
-        )
-
-    async def session(self, id_hash: str, now: float) -> dict[str, Any] | None:
-        return await self._one(
-            "SELECT org, email, role, csrf FROM sessions WHERE id_hash = %s AND expires_at > %s", (id_hash, now)
-        )
-
-    async def end_session(self, id_hash: str) -> None:
-        await self._exec("DELETE FROM sessions WHERE id_hash = %s", (id_hash,))
-
-    async def users_of(self, org: str) -> list[dict[str, Any]]:
-        return await self._all("SELECT email, role FROM users WHERE org = %s ORDER BY email", (org,))
-
-    async def find_user(self, email: str) -> list[dict[str, Any]]:
-        """Every org's user with this email (sign-in asks for the org when there are several)."""
-        return await self._all(
-            "SELECT org, email, role, password_hash FROM users WHERE email = %s ORDER BY id", (email.lower(),)
-        )
-
-    # ---- integrations (settings changed through the API; secrets arrive here already encrypted)
-
-    async def save_integration(
-        self, org: str, kind: str, config: Mapping[str, Any], now: float, by: str | None
-    ) -> None:
-        await self._exec(
-            "INSERT INTO integrations (org, kind, config, updated_at, updated_by) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (org, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at,"
-            " updated_by = excluded.updated_by",
-            (org, kind, json.dumps(dict(config)), now, by),
-            notify=CONFIG_CHANNEL,
-        )
-
-    async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = await self._all("SELECT org, kind, config FROM integrations ORDER BY org, kind")
-        return [(r["org"], r["kind"], r["config"]) for r in rows]
-
-    # ---- endpoints and targets made through the API (secrets arrive here already sealed)
-
-    async def save_object(
-        self, org: str, kind: str, name: str, config: Mapping[str, Any], now: float, by: str | None
-    ) -> None:
-        await self._exec(
-            "INSERT INTO objects (org, kind, name, config, created_at, updated_at, updated_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org, kind, name) DO UPDATE SET config = excluded.config,"
-            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            (org, kind, name, json.dumps(dict(config)), now, now, by),
-            notify=CONFIG_CHANNEL,
-        )
-
-    async def objects(self, kind: str | None = None) -> list[SavedObject]:
-        where = " WHERE kind = %s" if kind is not None else ""
-        rows = await self._all(
-            "SELECT org, kind, name, config, created_at, updated_at, updated_by FROM objects"
-            f"{where} ORDER BY created_at, name",
-            (kind,) if kind is not None else (),
-        )
-        return [
-            SavedObject(r["org"], r["kind"], r["name"], r["config"], r["created_at"], r["updated_at"], r["updated_by"])
-            for r in rows
-        ]
-
-    async def delete_object(self, org: str, kind: str, name: str) -> bool:
-        deleted = await self._exec(
-            "DELETE FROM objects WHERE org = %s AND kind = %s AND name = %s", (org, kind, name), notify=CONFIG_CHANNEL
-        )
-        return deleted > 0
-
     # ---- the inbox
-
-    async def notify_all(self, org: str, key: str, note: Mapping[str, Any], event_id: str | None, now: float) -> int:
-        """A notification for every user of the org; one per key, updated (and unread again) by later events."""
-        return await self._exec(
-            "INSERT INTO notifications (org, user_id, key, title, body, link, data, event_id, created_at, updated_at)"
-            " SELECT %(org)s, id, %(key)s, %(title)s, %(body)s, %(link)s, %(data)s, %(event)s, %(now)s, %(now)s"
-            " FROM users WHERE org = %(org)s"
-            " ON CONFLICT (org, user_id, key) DO UPDATE SET title = excluded.title, body = excluded.body,"
-            " link = excluded.link, data = excluded.data, event_id = excluded.event_id,"
-            " updated_at = excluded.updated_at, read_at = NULL",
-            {
-                "org": org,
-                "key": key,
-                "title": note["title"],
-                "body": note.get("body"),
-                "link": note.get("link"),
-                "data": json.dumps(note.get("data") or {}),
-                "event": event_id,
-                "now": now,
-            },
-        )
-
-    async def notifications(self, org: str, email: str, unread_only: bool = False) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT n.id, n.key, n.title, n.body, n.link, n.data, n.event_id, n.created_at, n.updated_at,"
-            " n.read_at FROM notifications n JOIN users u ON u.id = n.user_id"
-            " WHERE n.org = %s AND u.email = %s"
-        )
-        if unread_only:
-            sql += " AND n.read_at IS NULL"
-        return await self._all(sql + " ORDER BY n.updated_at DESC, n.id DESC LIMIT 200", (org, email.lower()))
-
-    async def mark_read(self, org: str, email: str, notification_id: int, now: float) -> bool:
-        return bool(
-            await self._exec(
-                "UPDATE notifications SET read_at = %s WHERE id = %s AND org = %s"
-                " AND user_id = (SELECT id FROM users WHERE org = %s AND email = %s)",
-                (now, notification_id, org, org, email.lower()),
-            )
-        )
-
-    async def create_incident(
-        self, org: str, key: str | None, data: Mapping[str, Any], created_by: str | None, now: float
-    ) -> dict[str, Any] | None:
-        """None if an incident with that key exists already."""
-        row = await self._one(
-            "INSERT INTO incidents (org, key, data, created_by, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
-            (org, key, json.dumps(dict(data)), created_by, now, now),
-        )
-        if row is None:
-            return None
-        return {"id": row["id"], "key": key, **dict(data), "created_by": created_by, "created_at": now}
 
     async def update_incident(self, org: str, key: str, changes: Mapping[str, Any], now: float) -> bool:
         async def write(conn: Conn) -> bool:
-            cursor = await conn.execute(
-                "SELECT id, data FROM incidents WHERE org = %s AND key = %s FOR UPDATE", (org, key)
-            )
+            cursor = await conn.execute(_INCIDENT_DATA, {"org": org, "key": key})
             row = await cursor.fetchone()
             if row is None:
                 return False
             data = {**row["data"], **dict(changes)}
-            await conn.execute(
-                "UPDATE incidents SET data = %s, updated_at = %s WHERE id = %s", (json.dumps(data), now, row["id"])
-            )
+            await conn.execute(Q.update_incident, {"data": json.dumps(data), "now": now, "id": row["id"]})
             return True
 
         return await self._run(write)
-
-    async def incidents(self, org: str, incident_id: int | None = None) -> list[dict[str, Any]]:
-        clauses, params = _filters([("org = %s", org), ("id = %s", incident_id)])
-        rows = await self._all(
-            f"SELECT id, key, data, created_by, created_at, updated_at FROM incidents{clauses}"
-            " ORDER BY id DESC LIMIT 200",
-            params,
-        )
-        return [
-            {**r["data"], "id": r["id"], "key": r["key"], "created_by": r["created_by"]}
-            | {"created_at": r["created_at"], "updated_at": r["updated_at"]}
-            for r in rows
-        ]

@@ -28,9 +28,8 @@ import msgspec
 
 from alertbridge import events as ev
 from alertbridge.events import Event, Expected
+from alertbridge.store import sql
 from alertbridge.store.base import (
-    ECHO_COLUMNS,
-    NOT_A_REACTION,
     Attempt,
     AttemptResult,
     Decided,
@@ -38,12 +37,12 @@ from alertbridge.store.base import (
     EventRow,
     NewDelivery,
     Ref,
-    SavedObject,
     Stored,
     StoreUnavailable,
     mark_done,
     require_current,
 )
+from alertbridge.store.common import SQLStore
 from alertbridge.store.migrations import summary
 
 T = TypeVar("T")
@@ -51,10 +50,15 @@ T = TypeVar("T")
 # msgspec, not the json module: it encodes a delivery's fields and trace several times faster.
 _encode = msgspec.json.Encoder().encode
 _loads = msgspec.json.decode
+Q = sql.SQLITE
 
 
 def _dumps(value: Any) -> str:
     return _encode(value).decode()
+
+
+def _from_json(value: Any) -> Any:
+    return _loads(value)
 
 
 def _replace_marker(fields: str, marker: str, found: str) -> str:
@@ -343,12 +347,12 @@ def migrate(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     applied = []
-    for version, sql in MIGRATIONS:
+    for version, script in MIGRATIONS:
         if version in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in sql.split(";"):
+            for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))", (version,))
@@ -356,7 +360,7 @@ def migrate(conn: sqlite3.Connection) -> list[tuple[int, str]]:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append((version, summary(sql)))
+        applied.append((version, summary(script)))
     return applied
 
 
@@ -555,40 +559,13 @@ def _stored_ids(conn: sqlite3.Connection, rows: list[tuple]) -> dict[tuple[str, 
     return found
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
-    keys = row.keys()
-    return Delivery(
-        id=row["id"],
-        org=row["org"],
-        event_id=row["event_id"],
-        route=row["route"],
-        target=row["target"],
-        action=row["action"],
-        fields=_loads(row["fields"]),
-        idempotency_key=row["idempotency_key"],
-        order_key=row["order_key"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        created_at=row["created_at"],
-        budget_from=row["budget_from"],
-        updated_at=row["updated_at"],
-        last_error=row["last_error"],
-        result=_loads(row["result"]) if row["result"] else None,
-        event_received_at=row["event_received_at"] if "event_received_at" in keys else None,
-        claim=row["claim"],
-        event=ev.decode(row["event_data"]) if "event_data" in keys else None,
-        waiting_for=_loads(row["waiting_for"]) if row["waiting_for"] else None,
-    )
-
-
-def _event_row(row: sqlite3.Row) -> EventRow:
-    return EventRow(
-        event=ev.decode(row["data"]),
-        status=row["status"],
-        trace=_loads(row["trace"]) if row["trace"] else None,
-        routed_at=row["routed_at"],
-    )
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
+    " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for, event_seq)"
+    " VALUES (:id, :org, :event_id, :route, :target, :action, :fields, :key, :order_key, :status, 0, :now, :now,"
+    " :now, :now, :waiting_for, (SELECT seq FROM events WHERE id = :event_id))"
+    " ON CONFLICT (org, idempotency_key) DO NOTHING"
+)
 
 
 def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> list[str | None]:
@@ -596,73 +573,47 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
     existing: list[str | None] = []
     for d in deliveries:
         cursor = conn.execute(
-            "INSERT INTO deliveries (id, org, event_id, route, target, action, fields, idempotency_key, order_key,"
-            " status, attempts, next_attempt_at, created_at, budget_from, updated_at, waiting_for, event_seq)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?11, ?11, ?12,"
-            " (SELECT seq FROM events WHERE id = ?3))"
-            " ON CONFLICT (org, idempotency_key) DO NOTHING",
-            (
-                d.id,
-                d.org,
-                d.event_id,
-                d.route,
-                d.target,
-                d.action,
-                _dumps(d.fields),
-                d.idempotency_key,
-                d.order_key,
-                "waiting" if d.waiting_for else "pending",
-                d.created_at,
-                _dumps(d.waiting_for) if d.waiting_for else None,
-            ),
+            _INSERT_DELIVERY,
+            {
+                "id": d.id,
+                "org": d.org,
+                "event_id": d.event_id,
+                "route": d.route,
+                "target": d.target,
+                "action": d.action,
+                "fields": _dumps(d.fields),
+                "key": d.idempotency_key,
+                "order_key": d.order_key,
+                "status": "waiting" if d.waiting_for else "pending",
+                "now": d.created_at,
+                "waiting_for": _dumps(d.waiting_for) if d.waiting_for else None,
+            },
         )
         if cursor.rowcount:
             existing.append(None)
         else:
-            row = conn.execute(
-                "SELECT id FROM deliveries WHERE org = ? AND idempotency_key = ?", (d.org, d.idempotency_key)
-            ).fetchone()
+            row = conn.execute(Q.holder, {"org": d.org, "key": d.idempotency_key}).fetchone()
             existing.append(row[0])
     return existing
 
 
-def _filters(pairs: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    """A WHERE clause from (condition, value) pairs whose value is given."""
-    used = [(clause, value) for clause, value in pairs if value is not None]
-    if not used:
-        return "", []
-    return " WHERE " + " AND ".join(clause for clause, _ in used), [value for _, value in used]
-
-
 def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> list[str]:
     """Store the pair and release the deliveries that were waiting for it; returns their ids."""
-    conn.execute(
-        "INSERT INTO links (org, a_system, a_type, a_id, b_system, b_type, b_id, delivery_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (org, *a, *b, delivery_id, now),
-    )
+    conn.execute(Q.link, sql.link_params(org, a, b, delivery_id, now))
     released = []
-    for row in conn.execute(
-        "SELECT id, fields, order_key, waiting_for FROM deliveries WHERE org = ? AND status = 'waiting'", (org,)
-    ).fetchall():
-        waiting = _loads(row["waiting_for"])
-        refs = {tuple(r) for r in waiting["refs"]}
-        want = tuple(waiting["want"])
-        found = b if a in refs and b[:2] == want else a if b in refs and a[:2] == want else None
+    for row in conn.execute(Q.waiting, {"org": org}).fetchall():
+        found = sql.released_by(_loads(row["waiting_for"]), a, b)
         if found is None:
             continue
-        marker = waiting["marker"]
+        marker, linked = found
         conn.execute(
-            "UPDATE deliveries SET status = 'pending', fields = ?, order_key = ?, next_attempt_at = ?,"
-            " budget_from = ?, updated_at = ?, waiting_for = NULL WHERE id = ?",
-            (
-                _replace_marker(row["fields"], marker, found[2]),
-                row["order_key"].replace(marker, found[2]) if row["order_key"] else None,
-                now,
-                now,
-                now,
-                row["id"],
-            ),
+            Q.release,
+            {
+                "fields": _replace_marker(row["fields"], marker, linked),
+                "order_key": row["order_key"].replace(marker, linked) if row["order_key"] else None,
+                "now": now,
+                "id": row["id"],
+            },
         )
         released.append(row["id"])
     return released
@@ -670,19 +621,13 @@ def _link(conn: sqlite3.Connection, org: str, a: Ref, b: Ref, delivery_id: str, 
 
 def _claimable(due: str, order: str, index: str) -> str:
     """(seq, target, next attempt) of deliveries that are `due`, walked in `order` along `index` so
-    that a claim stops at its limit.
+    that a claim stops at its limit (`sql.IN_ORDER` holds back a delivery behind its order key).
 
     Both kinds of due in one statement (an OR) made SQLite read and sort every due row with its
-    order check before the limit: a claim grew with the backlog, and a storm fed on itself.
-
-    One waits while an earlier delivery with its order key is unfinished; earlier means of an
-    earlier event, then made earlier (the router may write a later event's deliveries first)."""
+    order check before the limit: a claim grew with the backlog, and a storm fed on itself."""
     return (
         f"SELECT d.seq, d.target, d.next_attempt_at FROM deliveries d INDEXED BY {index} WHERE {due}"
-        "   AND (d.order_key IS NULL OR NOT EXISTS ("
-        "     SELECT 1 FROM deliveries p WHERE p.order_key = d.order_key"
-        "       AND p.status IN ('pending', 'in_flight', 'waiting') AND (p.event_seq, p.seq) < (d.event_seq, d.seq)))"
-        f" ORDER BY {order} LIMIT :scan"
+        f" AND {sql.IN_ORDER.format(row='d')} ORDER BY {order} LIMIT :scan"
     )
 
 
@@ -695,12 +640,33 @@ _LAPSED = _claimable(
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
+    q = Q
+
     def __init__(self, url: str) -> None:
         self.path = path_of(url)
         self._writer: _Writer | None = None
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertbridge-sqlite-read")
         self._local = threading.local()
+
+    # ---- how the shared methods (`SQLStore`) run here: reads on the readers' threads, writes in the writer
+
+    _decode = staticmethod(_from_json)
+    _encode = staticmethod(_dumps)
+
+    async def _all(self, statement: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        return await self._read(lambda conn: conn.execute(statement, params).fetchall())
+
+    async def _one(self, statement: str, params: Mapping[str, Any]) -> sqlite3.Row | None:
+        return await self._read(lambda conn: conn.execute(statement, params).fetchone())
+
+    async def _exec(self, statement: str, params: Mapping[str, Any], notify: str | None = None) -> int:
+        return await self._write(lambda conn: conn.execute(statement, params).rowcount)
+
+    async def _exec_one(
+        self, statement: str, params: Mapping[str, Any], notify: str | None = None
+    ) -> sqlite3.Row | None:
+        return await self._write(lambda conn: conn.execute(statement, params).fetchone())
 
     # ---- lifecycle
 
@@ -759,9 +725,7 @@ class SQLiteStore:
         def read(conn: sqlite3.Connection) -> dict[str, str]:
             found = {}
             for key in dict.fromkeys(keys):
-                row = conn.execute(
-                    "SELECT id FROM deliveries WHERE org = ? AND idempotency_key = ?", (org, key)
-                ).fetchone()
+                row = conn.execute(Q.holder, {"org": org, "key": key}).fetchone()
                 if row:
                     found[key] = row[0]
             return found
@@ -809,7 +773,7 @@ class SQLiteStore:
         """The oldest events not yet routed. No claim is written: one process, one router."""
         rows = await self._read(
             lambda conn: conn.execute(
-                "SELECT data FROM events WHERE status = 'received' ORDER BY seq LIMIT ?", (limit,)
+                "SELECT data FROM events WHERE status = 'received' ORDER BY seq LIMIT :limit", {"limit": limit}
             ).fetchall()
         )
         return [ev.decode(row[0]) for row in rows]
@@ -822,23 +786,58 @@ class SQLiteStore:
             results: list[list[str | None] | None] = []
             for decided in decisions:
                 if decided.echo_id is not None:
-                    taken = conn.execute(
-                        "UPDATE echoes SET consumed_by = ? WHERE id = ? AND consumed_by IS NULL",
-                        (decided.event_id, decided.echo_id),
-                    ).rowcount
+                    taken = conn.execute(Q.consume_echo, {"event_id": decided.event_id, "id": decided.echo_id}).rowcount
                     if not taken:
                         results.append(None)
                         continue
                 existing = _insert_deliveries(conn, decided.deliveries)
                 trace = mark_done(decided.trace, decided.deliveries, existing)
                 conn.execute(
-                    "UPDATE events SET status = ?, trace = ?, routed_at = ? WHERE id = ? AND status = 'received'",
-                    (decided.status, _dumps(trace), now, decided.event_id),
+                    "UPDATE events SET status = :status, trace = :trace, routed_at = :now"
+                    " WHERE id = :id AND status = 'received'",
+                    {"status": decided.status, "trace": _dumps(trace), "now": now, "id": decided.event_id},
                 )
                 results.append(existing)
             return results
 
         return await self._write(write)
+
+    async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
+        def read(conn: sqlite3.Connection) -> list[Ref]:
+            found: list[Ref] = []
+            for system, kind, object_id in refs:
+                for row in conn.execute(Q.links_of, {"org": org, "system": system, "type": kind, "id": object_id}):
+                    other = (row[0], row[1], row[2])
+                    if other not in found and other not in refs:
+                        found.append(other)
+            return found
+
+        return await self._read(read)
+
+    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            for system, kind, object_id in refs:
+                params = {"org": org, "system": system, "type": kind, "object_id": object_id}
+                found += [
+                    dict(row) for row in conn.execute(Q.open_echoes, {**params, "change": change, "since": since})
+                ]
+            return sorted(found, key=lambda row: int(row["id"]))
+
+        return await self._read(read)
+
+    async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(kind, value, team) for each identifier of `pairs` that a team owns."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            found = []
+            for kind, value in pairs:
+                row = conn.execute(Q.owner, {"org": org, "kind": kind, "value": value}).fetchone()
+                if row:
+                    found.append((kind, value, row[0]))
+            return found
+
+        return await self._read(read)
 
     # ---- dispatcher
 
@@ -896,18 +895,9 @@ class SQLiteStore:
                 chosen,
             ).fetchall()
             by_seq = {row["seq"]: row for row in rows}
-            return [_delivery(by_seq[seq]) for seq in chosen]
+            return [sql.delivery(by_seq[seq], _loads) for seq in chosen]
 
         return await self._write(claim)
-
-    async def defer(self, delivery_id: str, claim: str, until: float) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE deliveries SET status = 'pending', claim = NULL, claimed_until = NULL, next_attempt_at = ?"
-                " WHERE id = ? AND claim = ?",
-                (until, delivery_id, claim),
-            )
-        )
 
     async def record_attempt(
         self,
@@ -948,7 +938,7 @@ class SQLiteStore:
             )
             _insert_deliveries(conn, follow_ups)
             if result.status != "delivered":  # the change was not made: its echo will not come
-                conn.execute("DELETE FROM echoes WHERE delivery_id = ? AND consumed_by IS NULL", (delivery.id,))
+                conn.execute(Q.forget_echoes, {"delivery_id": delivery.id})
             elif result.actor:  # who the target says we acted as; an actor known before the send stays
                 conn.execute(
                     "UPDATE echoes SET actor = ? WHERE delivery_id = ? AND consumed_by IS NULL AND actor IS NULL",
@@ -962,280 +952,21 @@ class SQLiteStore:
         return await self._write(write)
 
     async def expect_echoes(self, delivery: Delivery, echoes: Sequence[Expected], now: float) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO echoes"
-                " (org, system, type, object_id, change, fingerprint, actor, delivery_id, target, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(delivery.org, *echo, delivery.id, delivery.target, now) for echo in echoes],
-            )
+        mine = {"org": delivery.org, "delivery_id": delivery.id, "target": delivery.target, "now": now}
+        rows = [{**echo._asdict(), **mine} for echo in echoes]
+        await self._write(lambda conn: conn.executemany(Q.expect_echo, rows))
 
-        await self._write(write)
+    async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]:
+        """Dead-letter deliveries that waited for a link longer than `older_than` seconds: (id, target)."""
 
-    async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]:
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            for system, kind, object_id in refs:
-                found += [
-                    dict(row)
-                    for row in conn.execute(
-                        f"SELECT {ECHO_COLUMNS} FROM echoes"
-                        " WHERE org = ? AND system = ? AND type = ? AND object_id = ? AND change = ?"
-                        "   AND consumed_by IS NULL AND created_at >= ? ORDER BY id",
-                        (org, system, kind, object_id, change, since),
-                    )
-                ]
-            return sorted(found, key=lambda row: int(row["id"]))
-
-        return await self._read(read)
-
-    async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]:
-        def read(conn: sqlite3.Connection) -> list[Ref]:
-            found: list[Ref] = []
-            for ref in refs:
-                for row in conn.execute(
-                    "SELECT b_system, b_type, b_id FROM links"
-                    " WHERE org = ? AND a_system = ? AND a_type = ? AND a_id = ?"
-                    " UNION SELECT a_system, a_type, a_id FROM links"
-                    " WHERE org = ? AND b_system = ? AND b_type = ? AND b_id = ?",
-                    (org, *ref, org, *ref),
-                ):
-                    other = (row[0], row[1], row[2])
-                    if other not in found and other not in refs:
-                        found.append(other)
-            return found
-
-        return await self._read(read)
-
-    # ---- API tokens and users
-
-    async def create_token(
-        self, org: str, name: str, role: str, token_hash: str, now: float, user_email: str | None = None
-    ) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO api_tokens (org, name, role, token_hash, created_at, user_email)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (org, name, role, token_hash, now, user_email),
-            )
-        )
-
-    async def token_lookup(self, token_hash: str) -> tuple[str, str, str, str | None] | None:
-        """(org, role, name, user email or None) of an API token, by its hash."""
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT org, role, name, user_email FROM api_tokens WHERE token_hash = ?", (token_hash,)
-            ).fetchone()
-        )
-        return (row[0], row[1], row[2], row[3]) if row else None
-
-    async def create_user(self, org: str, email: str, password_hash: str, role: str, now: float) -> bool:
-        """False if the org already has a user with that email."""
-
-        def write(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "INSERT INTO users (org, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (org, email) DO NOTHING",
-                (org, email.lower(), password_hash, role, now),
-            )
-            return bool(cursor.rowcount)
+        def write(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(Q.expiring, {"before": now - older_than}).fetchall()
+            for row in rows:
+                why = sql.expired_why(_loads(row["waiting_for"]), older_than)
+                conn.execute(Q.expire, {"now": now, "error": why, "id": row["id"]})
+            return [(row["id"], row["target"]) for row in rows]
 
         return await self._write(write)
-
-    async def user(self, org: str, email: str) -> dict[str, Any] | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT id, org, email, role, password_hash FROM users WHERE org = ? AND email = ?",
-                (org, email.lower()),
-            ).fetchone()
-        )
-        return dict(row) if row else None
-
-    # ---- console sessions
-
-    async def create_session(self, id_hash: str, org: str, email: str, role: str, csrf: str, expires_at: float) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO sessions (id_hash, org, email, role, csrf, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (id_hash, org, email, role, csrf, expires_at),
-            )
-        )
-
-    async def session(self, id_hash: str, now: float) -> dict[str, Any] | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT org, email, role, csrf FROM sessions WHERE id_hash = ? AND expires_at > ?", (id_hash, now)
-            ).fetchone()
-        )
-        return dict(row) if row else None
-
-    async def end_session(self, id_hash: str) -> None:
-        await self._write(lambda conn: conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,)))
-
-    async def users_of(self, org: str) -> list[dict[str, Any]]:
-        rows = await self._read(
-            lambda conn: conn.execute("SELECT email, role FROM users WHERE org = ? ORDER BY email", (org,)).fetchall()
-        )
-        return [dict(r) for r in rows]
-
-    async def find_user(self, email: str) -> list[dict[str, Any]]:
-        """Every org's user with this email (sign-in asks for the org when there are several)."""
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT org, email, role, password_hash FROM users WHERE email = ?", (email.lower(),)
-            ).fetchall()
-        )
-        return [dict(r) for r in rows]
-
-    # ---- integrations (settings changed through the API; secrets arrive here already encrypted)
-
-    async def save_integration(
-        self, org: str, kind: str, config: Mapping[str, Any], now: float, by: str | None
-    ) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO integrations (org, kind, config, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (org, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at,"
-                " updated_by = excluded.updated_by",
-                (org, kind, _dumps(dict(config)), now, by),
-            )
-        )
-
-    async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = await self._read(lambda conn: conn.execute("SELECT org, kind, config FROM integrations").fetchall())
-        return [(r[0], r[1], _loads(r[2])) for r in rows]
-
-    # ---- endpoints and targets made through the API (secrets arrive here already sealed)
-
-    async def save_object(
-        self, org: str, kind: str, name: str, config: Mapping[str, Any], now: float, by: str | None
-    ) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO objects (org, kind, name, config, created_at, updated_at, updated_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, name) DO UPDATE SET config = excluded.config,"
-                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                (org, kind, name, _dumps(dict(config)), now, now, by),
-            )
-        )
-
-    async def objects(self, kind: str | None = None) -> list[SavedObject]:
-        where, args = _filters([("kind = ?", kind)])
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT org, kind, name, config, created_at, updated_at, updated_by FROM objects"
-                f"{where} ORDER BY created_at, name",
-                args,
-            ).fetchall()
-        )
-        return [SavedObject(r[0], r[1], r[2], _loads(r[3]), r[4], r[5], r[6]) for r in rows]
-
-    async def delete_object(self, org: str, kind: str, name: str) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            done = conn.execute("DELETE FROM objects WHERE org = ? AND kind = ? AND name = ?", (org, kind, name))
-            return done.rowcount > 0
-
-        return await self._write(write)
-
-    # ---- the inbox
-
-    async def notify_all(self, org: str, key: str, note: Mapping[str, Any], event_id: str | None, now: float) -> int:
-        """A notification for every user of the org; one per key, updated (and unread again) by later events."""
-
-        def write(conn: sqlite3.Connection) -> int:
-            users = [row[0] for row in conn.execute("SELECT id FROM users WHERE org = ?", (org,))]
-            for user_id in users:
-                conn.execute(
-                    "INSERT INTO notifications (org, user_id, key, title, body, link, data, event_id, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (org, user_id, key) DO UPDATE SET title = excluded.title, body = excluded.body,"
-                    " link = excluded.link, data = excluded.data, event_id = excluded.event_id,"
-                    " updated_at = excluded.updated_at, read_at = NULL",
-                    (
-                        org,
-                        user_id,
-                        key,
-                        note["title"],
-                        note.get("body"),
-                        note.get("link"),
-                        _dumps(note.get("data") or {}),
-                        event_id,
-                        now,
-                        now,
-                    ),
-                )
-            return len(users)
-
-        return await self._write(write)
-
-    async def notifications(self, org: str, email: str, unread_only: bool = False) -> list[dict[str, Any]]:
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            sql = (
-                "SELECT n.id, n.key, n.title, n.body, n.link, n.data, n.event_id, n.created_at, n.updated_at,"
-                " n.read_at FROM notifications n JOIN users u ON u.id = n.user_id"
-                " WHERE n.org = ? AND u.email = ?"
-            )
-            if unread_only:
-                sql += " AND n.read_at IS NULL"
-            rows = conn.execute(sql + " ORDER BY n.updated_at DESC LIMIT 200", (org, email.lower())).fetchall()
-            return [{**dict(row), "data": _loads(row["data"])} for row in rows]
-
-        return await self._read(read)
-
-    async def mark_read(self, org: str, email: str, notification_id: int, now: float) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE notifications SET read_at = ? WHERE id = ? AND org = ?"
-                " AND user_id = (SELECT id FROM users WHERE org = ? AND email = ?)",
-                (now, notification_id, org, org, email.lower()),
-            )
-            return bool(cursor.rowcount)
-
-        return await self._write(write)
-
-    async def create_incident(
-        self, org: str, key: str | None, data: Mapping[str, Any], created_by: str | None, now: float
-    ) -> dict[str, Any] | None:
-        """None if an incident with that key exists already."""
-
-        def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            cursor = conn.execute(
-                "INSERT INTO incidents (org, key, data, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (org, key, _dumps(dict(data)), created_by, now, now),
-            )
-            if not cursor.rowcount:
-                return None
-            return {"id": cursor.lastrowid, "key": key, **dict(data), "created_by": created_by, "created_at": now}
-
-        return await self._write(write)
-
-    async def update_incident(self, org: str, key: str, changes: Mapping[str, Any], now: float) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT id, data FROM incidents WHERE org = ? AND key = ?", (org, key)).fetchone()
-            if row is None:
-                return False
-            data = {**_loads(row["data"]), **dict(changes)}
-            conn.execute("UPDATE incidents SET data = ?, updated_at = ? WHERE id = ?", (_dumps(data), now, row["id"]))
-            return True
-
-        return await self._write(write)
-
-    async def incidents(self, org: str, incident_id: int | None = None) -> list[dict[str, Any]]:
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            clauses, params = _filters([("org = ?", org), ("id = ?", incident_id)])
-            rows = conn.execute(
-                f"SELECT id, key, data, created_by, created_at, updated_at FROM incidents{clauses}"
-                " ORDER BY id DESC LIMIT 200",
-                params,
-            ).fetchall()
-            return [
-                {**_loads(r["data"]), "id": r["id"], "key": r["key"], "created_by": r["created_by"]}
-                | {"created_at": r["created_at"], "updated_at": r["updated_at"]}
-                for r in rows
-            ]
-
-        return await self._read(read)
 
     # ---- teams
 
@@ -1246,44 +977,18 @@ class SQLiteStore:
 
         def write(conn: sqlite3.Connection) -> list[str]:
             for org, name, token_hash in teams:
-                conn.execute(
-                    "INSERT INTO teams (org, name, token_hash, provisioned, created_at) VALUES (?, ?, ?, 1, ?)"
-                    " ON CONFLICT (org, name) DO UPDATE SET token_hash = excluded.token_hash, provisioned = 1",
-                    (org, name, token_hash, now),
-                )
-            conn.execute("DELETE FROM identifiers WHERE origin = 'config'")
+                conn.execute(Q.upsert_team, {"org": org, "name": name, "token_hash": token_hash, "now": now})
+            conn.execute(Q.forget_config_claims)
             overridden = []
             for org, kind, value, team in claims:
-                row = conn.execute(
-                    "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
-                ).fetchone()
+                params = {"org": org, "kind": kind, "value": value}
+                row = conn.execute(Q.owner, params).fetchone()
                 if row and row[0] != team:
                     overridden.append(f"{kind}={value} (claimed by {row[0]} through the API, given to {team})")
-                conn.execute(
-                    "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
-                    " VALUES (?, ?, ?, ?, 'config', ?)"
-                    " ON CONFLICT (org, kind, value) DO UPDATE SET team = excluded.team, origin = 'config'",
-                    (org, kind, value, team, now),
-                )
+                conn.execute(Q.config_claim, {**params, "team": team, "now": now})
             return overridden
 
         return await self._write(write)
-
-    async def team_by_token(self, token_hash: str) -> tuple[str, str] | None:
-        row = await self._read(
-            lambda conn: conn.execute("SELECT org, name FROM teams WHERE token_hash = ?", (token_hash,)).fetchone()
-        )
-        return (row[0], row[1]) if row else None
-
-    async def claims_of(self, org: str, team: str) -> list[tuple[str, str, str]]:
-        """(kind, value, origin) of every identifier the team owns."""
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT kind, value, origin FROM identifiers WHERE org = ? AND team = ? ORDER BY kind, value",
-                (org, team),
-            ).fetchall()
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
 
     async def set_claims(
         self, org: str, team: str, claims: Mapping[str, Sequence[str]], now: float
@@ -1295,58 +1000,16 @@ class SQLiteStore:
             conflicts = []
             for kind, values in claims.items():
                 for value in values:
-                    row = conn.execute(
-                        "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
-                    ).fetchone()
+                    row = conn.execute(Q.owner, {"org": org, "kind": kind, "value": value}).fetchone()
                     if row and row[0] != team:
                         conflicts.append((kind, value, row[0]))
             if conflicts:
                 return conflicts
             for kind, values in claims.items():
-                conn.execute(
-                    "DELETE FROM identifiers WHERE org = ? AND team = ? AND kind = ? AND origin = 'api'",
-                    (org, team, kind),
-                )
+                conn.execute(Q.forget_api_claims, {"org": org, "team": team, "kind": kind})
                 for value in values:
-                    conn.execute(
-                        "INSERT INTO identifiers (org, kind, value, team, origin, created_at)"
-                        " VALUES (?, ?, ?, ?, 'api', ?) ON CONFLICT DO NOTHING",
-                        (org, kind, value, team, now),
-                    )
+                    conn.execute(Q.api_claim, {"org": org, "kind": kind, "value": value, "team": team, "now": now})
             return []
-
-        return await self._write(write)
-
-    async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
-        """(kind, value, team) for each identifier of `pairs` that a team owns."""
-
-        def read(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-            found = []
-            for kind, value in pairs:
-                row = conn.execute(
-                    "SELECT team FROM identifiers WHERE org = ? AND kind = ? AND value = ?", (org, kind, value)
-                ).fetchone()
-                if row:
-                    found.append((kind, value, row[0]))
-            return found
-
-        return await self._read(read)
-
-    async def expire_waiting(self, now: float, older_than: float) -> list[tuple[str, str]]:
-        """Dead-letter deliveries that waited for a link longer than `older_than` seconds: (id, target)."""
-
-        def write(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            rows = conn.execute(
-                "SELECT id, target, waiting_for FROM deliveries WHERE status = 'waiting' AND created_at < ?",
-                (now - older_than,),
-            ).fetchall()
-            for row in rows:
-                want = _loads(row["waiting_for"]).get("want", ["?", "?"])
-                conn.execute(
-                    "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ? WHERE id = ?",
-                    (now, f"no {want[0]} {want[1]} was linked within {older_than:g} s", row["id"]),
-                )
-            return [(row["id"], row["target"]) for row in rows]
 
         return await self._write(write)
 
@@ -1379,10 +1042,7 @@ class SQLiteStore:
                 events = len(ids)
             attempts = 0
             if attempts_before is not None:
-                attempts = conn.execute(
-                    "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE started_at < ? LIMIT ?)",
-                    (attempts_before, limit),
-                ).rowcount
+                attempts = conn.execute(Q.purge_attempts, {"before": attempts_before, "limit": limit}).rowcount
             return events, attempts
 
         return await self._write(write)
@@ -1391,103 +1051,27 @@ class SQLiteStore:
         self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
     ) -> list[tuple[int, EventRow, list[Delivery]]]:
         """A page of events in arrival order (after `after_seq`), each with its deliveries."""
+        clauses, params = sql.where(
+            Q.param,
+            [
+                ("seq >", "after", after_seq),
+                ("received_at >=", "since", since),
+                ("received_at <", "until", until),
+                ("org =", "org", org),
+            ],
+        )
+        statement = Q.event_page + clauses + Q.oldest_first
 
         def read(conn: sqlite3.Connection) -> list[tuple[int, EventRow, list[Delivery]]]:
-            clauses, params = _filters(
-                [("seq > ?", after_seq), ("received_at >= ?", since), ("received_at < ?", until), ("org = ?", org)]
-            )
-            rows = conn.execute(
-                f"SELECT seq, id, data, status, trace, routed_at FROM events{clauses} ORDER BY seq LIMIT ?",
-                [*params, limit],
-            ).fetchall()
             page = []
-            for row in rows:
-                deliveries = conn.execute(
-                    "SELECT * FROM deliveries WHERE event_id = ? ORDER BY seq", (row["id"],)
-                ).fetchall()
-                page.append((row["seq"], _event_row(row), [_delivery(d) for d in deliveries]))
+            for row in conn.execute(statement, {**params, "limit": limit}).fetchall():
+                deliveries = conn.execute(Q.deliveries_of, {"event_id": row["id"]}).fetchall()
+                page.append((row["seq"], sql.event_row(row, _loads), [sql.delivery(d, _loads) for d in deliveries]))
             return page
 
         return await self._read(read)
 
-    async def next_due(self) -> float | None:
-        row = await self._read(
-            lambda conn: conn.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'").fetchone()
-        )
-        return row[0] if row else None
-
     # ---- operators
-
-    async def list_events(
-        self,
-        limit: int = 50,
-        status: str | None = None,
-        *,
-        org: str | None = None,
-        source: str | None = None,
-        kind: str | None = None,
-        endpoint: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[EventRow]:
-        clauses, params = _filters(
-            [
-                ("org = ?", org),
-                ("status = ?", status),
-                ("source = ?", source),
-                ("kind = ?", kind),
-                ("endpoint = ?", endpoint),
-                ("received_at >= ?", since),
-                ("received_at < ?", until),
-            ]
-        )
-        sql = f"SELECT data, status, trace, routed_at FROM events{clauses} ORDER BY seq DESC LIMIT ?"
-        rows = await self._read(lambda conn: conn.execute(sql, [*params, limit]).fetchall())
-        return [_event_row(row) for row in rows]
-
-    async def get_event(self, event_id: str, org: str | None = None) -> EventRow | None:
-        clauses, params = _filters([("id = ?", event_id), ("org = ?", org)])
-        sql = f"SELECT data, status, trace, routed_at FROM events{clauses}"
-        row = await self._read(lambda conn: conn.execute(sql, params).fetchone())
-        return _event_row(row) if row else None
-
-    async def list_deliveries(
-        self,
-        limit: int = 50,
-        status: str | None = None,
-        event_id: str | None = None,
-        *,
-        org: str | None = None,
-        target: str | None = None,
-        since: float | None = None,
-    ) -> list[Delivery]:
-        clauses, params = _filters(
-            [
-                ("status = ?", status),
-                ("event_id = ?", event_id),
-                ("org = ?", org),
-                ("target = ?", target),
-                ("created_at >= ?", since),
-            ]
-        )
-        sql = f"SELECT * FROM deliveries{clauses} ORDER BY seq DESC LIMIT ?"
-        rows = await self._read(lambda conn: conn.execute(sql, [*params, limit]).fetchall())
-        return [_delivery(row) for row in rows]
-
-    async def get_delivery(self, delivery_id: str, org: str | None = None) -> Delivery | None:
-        clauses, params = _filters([("id = ?", delivery_id), ("org = ?", org)])
-        row = await self._read(lambda conn: conn.execute(f"SELECT * FROM deliveries{clauses}", params).fetchone())
-        return _delivery(row) if row else None
-
-    async def attempts(self, delivery_id: str) -> list[Attempt]:
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT delivery_id, number, started_at, duration, outcome, status_code, message FROM attempts"
-                " WHERE delivery_id = ? ORDER BY number, id",
-                (delivery_id,),
-            ).fetchall()
-        )
-        return [Attempt(*tuple(row)) for row in rows]
 
     async def replay(self, ids: Sequence[str], now: float, org: str | None = None) -> list[str]:
         """Make deliveries (or an event's work) pending again, due now, with a fresh budget."""
@@ -1495,29 +1079,21 @@ class SQLiteStore:
         def write(conn: sqlite3.Connection) -> list[str]:
             done = []
             for item in ids:
-                rows = conn.execute(
-                    "SELECT id FROM deliveries"
-                    f" WHERE (id = ? OR (event_id = ? AND {NOT_A_REACTION})) AND status NOT IN ('in_flight', 'waiting')"
-                    "   AND (? IS NULL OR org = ?)",
-                    (item, item, org, org),
-                ).fetchall()
-                for row in rows:
-                    conn.execute(
-                        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-                        " budget_from = ?, last_error = NULL, updated_at = ? WHERE id = ?",
-                        (now, now, now, row[0]),
-                    )
-                    done.append(row[0])
+                rows = conn.execute(Q.replay, {"now": now, "item": item, "org": org}).fetchall()
+                done += [row["id"] for row in sorted(rows, key=lambda r: r["seq"])]
             return done
 
         return await self._write(write)
 
-    async def counts(self) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            result = {f"events_{s}": n for s, n in conn.execute("SELECT status, COUNT(*) FROM events GROUP BY 1")}
-            result.update(
-                {f"deliveries_{s}": n for s, n in conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY 1")}
-            )
-            return result
+    # ---- the inbox
 
-        return await self._read(read)
+    async def update_incident(self, org: str, key: str, changes: Mapping[str, Any], now: float) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(Q.incident_data, {"org": org, "key": key}).fetchone()
+            if row is None:
+                return False
+            data = {**_loads(row["data"]), **dict(changes)}
+            conn.execute(Q.update_incident, {"data": _dumps(data), "now": now, "id": row["id"]})
+            return True
+
+        return await self._write(write)
