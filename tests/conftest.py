@@ -40,13 +40,15 @@ SHARED = ROOT.parent / "shared"
 def _ports_of_this_worker() -> Iterator[int]:
     """Ports below the kernel's ephemeral range, a block per xdist worker: a port the kernel hands out
     for `bind(0)` (the fakes) or an outgoing connection can never be one a server is about to take, and
-    two workers never pick the same one."""
+    two workers never pick the same one. Two runs at once (`./scripts/test` runs both backends side by
+    side, each with workers gw0…) set `ALERTBRIDGE_TEST_PORT_BLOCK` apart: the block number of gw0."""
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base, size = 10000, 1500
-    start = base + (int(worker) if worker.isdigit() else 0) * size
+    first = int(os.environ.get("ALERTBRIDGE_TEST_PORT_BLOCK") or 0)
+    base, size = 10000, 1000
+    start = base + (first + (int(worker) if worker.isdigit() else 0)) * size
     if start + size > low:
         raise RuntimeError(f"too many test workers for the ports below {low}")
     while True:
