@@ -221,11 +221,42 @@ class Server:
 
 def pytest_configure(config: pytest.Config) -> None:
     """On PostgreSQL, a server that cannot be reached fails the run at once, loudly: never a skip."""
+    config.addinivalue_line("markers", "unit: starts no server and no process (conftest.UNIT_MODULES, test_target_*)")
+    config.addinivalue_line("markers", "e2e: starts the real server (or the alertbridge command) and speaks to it")
     if backends.POSTGRES:
         try:
             backends.admin_url()
         except RuntimeError as exc:
             raise pytest.UsageError(f"ALERTBRIDGE_TEST_BACKEND={backends.BACKEND}: {exc}") from None
+
+
+# Test modules that start no server and run no `alertbridge` command: sources, targets, routing, the
+# store, docs, ids. `-m unit` runs only them (seconds); `-m e2e` the rest. A module moves here only if
+# none of its tests starts a process (`pytest_collection_modifyitems` refuses one that uses `server_factory`).
+UNIT_MODULES = {
+    "test_docs",
+    "test_ids",
+    "test_routing",
+    "test_source_fuzz",
+    "test_store",
+    "test_thena_source",
+}
+
+
+def _is_unit(item: pytest.Item) -> bool:
+    module = item.module.__name__.rpartition(".")[2] if isinstance(item, pytest.Function) else ""
+    return module in UNIT_MODULES or module.startswith("test_target_")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test `unit` (no server, no subprocess) or `e2e` (the real server over HTTP)."""
+    for item in items:
+        if _is_unit(item):
+            if "server_factory" in getattr(item, "fixturenames", ()):
+                raise pytest.UsageError(f"{item.nodeid} starts a server: take its module out of UNIT_MODULES")
+            item.add_marker(pytest.mark.unit)
+        else:
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
