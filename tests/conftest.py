@@ -40,13 +40,15 @@ SHARED = ROOT.parent / "shared"
 def _ports_of_this_worker() -> Iterator[int]:
     """Ports below the kernel's ephemeral range, a block per xdist worker: a port the kernel hands out
     for `bind(0)` (the fakes) or an outgoing connection can never be one a server is about to take, and
-    two workers never pick the same one."""
+    two workers never pick the same one. Two runs at once (`./scripts/test` runs both backends side by
+    side, each with workers gw0…) set `ALERTBRIDGE_TEST_PORT_BLOCK` apart: the block number of gw0."""
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base, size = 10000, 1500
-    start = base + (int(worker) if worker.isdigit() else 0) * size
+    first = int(os.environ.get("ALERTBRIDGE_TEST_PORT_BLOCK") or 0)
+    base, size = 10000, 1000
+    start = base + (first + (int(worker) if worker.isdigit() else 0)) * size
     if start + size > low:
         raise RuntimeError(f"too many test workers for the ports below {low}")
     while True:
@@ -219,11 +221,42 @@ class Server:
 
 def pytest_configure(config: pytest.Config) -> None:
     """On PostgreSQL, a server that cannot be reached fails the run at once, loudly: never a skip."""
+    config.addinivalue_line("markers", "unit: starts no server and no process (conftest.UNIT_MODULES, test_target_*)")
+    config.addinivalue_line("markers", "e2e: starts the real server (or the alertbridge command) and speaks to it")
     if backends.POSTGRES:
         try:
             backends.admin_url()
         except RuntimeError as exc:
             raise pytest.UsageError(f"ALERTBRIDGE_TEST_BACKEND={backends.BACKEND}: {exc}") from None
+
+
+# Test modules that start no server and run no `alertbridge` command: sources, targets, routing, the
+# store, docs, ids. `-m unit` runs only them (seconds); `-m e2e` the rest. A module moves here only if
+# none of its tests starts a process (`pytest_collection_modifyitems` refuses one that uses `server_factory`).
+UNIT_MODULES = {
+    "test_docs",
+    "test_ids",
+    "test_routing",
+    "test_source_fuzz",
+    "test_store",
+    "test_thena_source",
+}
+
+
+def _is_unit(item: pytest.Item) -> bool:
+    module = item.module.__name__.rpartition(".")[2] if isinstance(item, pytest.Function) else ""
+    return module in UNIT_MODULES or module.startswith("test_target_")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test `unit` (no server, no subprocess) or `e2e` (the real server over HTTP)."""
+    for item in items:
+        if _is_unit(item):
+            if "server_factory" in getattr(item, "fixturenames", ()):
+                raise pytest.UsageError(f"{item.nodeid} starts a server: take its module out of UNIT_MODULES")
+            item.add_marker(pytest.mark.unit)
+        else:
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
