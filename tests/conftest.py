@@ -128,7 +128,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_until(self._ready, 20, f"alertbridge to be ready (log: {self.log_path})")
+        wait_until(self._ready, 60, f"alertbridge to be ready (log: {self.log_path})")
         return self
 
     def _ready(self) -> bool:
@@ -249,14 +249,23 @@ def _is_unit(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test `unit` (no server, no subprocess) or `e2e` (the real server over HTTP)."""
+    """Mark each test `unit` (no server, no subprocess) or `e2e` (the real server over HTTP). With
+    `ALERTBRIDGE_TEST_STORE_ONLY=1` (`./scripts/test` sets it on the second backend's run), leave out
+    the unit tests that use no store: they ran already, and would only run the same code again."""
+    store_free = []
     for item in items:
         if _is_unit(item):
             if "server_factory" in getattr(item, "fixturenames", ()):
                 raise pytest.UsageError(f"{item.nodeid} starts a server: take its module out of UNIT_MODULES")
             item.add_marker(pytest.mark.unit)
+            if "store_url" not in getattr(item, "fixturenames", ()):
+                store_free.append(item)
         else:
             item.add_marker(pytest.mark.e2e)
+    if os.environ.get("ALERTBRIDGE_TEST_STORE_ONLY") == "1" and store_free:
+        config.hook.pytest_deselected(items=store_free)
+        dropped = set(store_free)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

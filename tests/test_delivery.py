@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,12 +91,12 @@ def test_seed_tickets_page_the_owning_service_once(
     updated = wait_until(lambda: [r for r in server.events("routed") if r["event"]["kind"] == "ticket.updated"])
     action = updated[0]["trace"][0]["actions"][0]
     assert "already has the key thena-ticket-TA" in action["not_sent"]
-    time.sleep(1)
-    assert len(enqueues(pd)) == 4
     # Redelivery of a seen event changes nothing either.
     server.post(EVENTS, ticket_event("e-b", "TB", [{"email": "omarabdelsattar@luciq.ai"}]))
-    time.sleep(1)
-    assert len(enqueues(pd)) == 4
+    # A new ticket after both is paged: by then anything they had made would have been sent too.
+    server.post(EVENTS, ticket_event("e-m", "TM", [{"email": "hossamhafez@luciq.ai"}]))
+    pd.wait_for(lambda: len(pd.incidents) == 5)
+    assert [r.json["dedup_key"] for r in enqueues(pd)][4:] == ["thena-ticket-TM"]
 
 
 def test_pagerduty_down_for_a_while_then_back_delivers_once(
@@ -217,8 +216,10 @@ def test_sigkill_after_the_answer_and_before_the_delivery(
     server.start()
     pd.wait_for(lambda: len(pd.incidents) == 1, timeout=15)
     assert pd.incidents[0].routing_key == "routing-key-b"
-    time.sleep(1)
-    assert len(enqueues(pd)) == 1
+    # A later ticket is paged: by then a second send of the first would have come.
+    server.post(EVENTS, ticket_event("k-m", "KM", "bedourelborai@luciq.ai"))
+    pd.wait_for(lambda: len(pd.incidents) == 2, timeout=15)
+    assert [r.json["dedup_key"] for r in enqueues(pd)] == ["thena-ticket-K1", "thena-ticket-KM"]
 
 
 def test_told_to_stop_mid_send_it_lets_the_send_finish_and_never_sends_it_again(
@@ -234,8 +235,10 @@ def test_told_to_stop_mid_send_it_lets_the_send_finish_and_never_sends_it_again(
     server.start()
     (delivered,) = server.deliveries()
     assert delivered["status"] == "delivered" and delivered["attempts"] == 1
-    time.sleep(1.5)  # the restarted dispatcher has looked at the outbox (it polls every 0.5 s)
-    assert len(enqueues(pd)) == 1
+    # The restarted dispatcher has looked at the outbox once it has sent a later ticket.
+    server.post(EVENTS, ticket_event("k-m", "KM", "hossamhafez@luciq.ai"))
+    pd.wait_for(lambda: len(enqueues(pd)) == 2)
+    assert [r.json["dedup_key"] for r in enqueues(pd)] == ["thena-ticket-K3", "thena-ticket-KM"]
 
 
 def test_sigkill_in_the_middle_of_a_delivery(server_factory: Callable[..., Server], pd: FakePagerDutyEvents) -> None:
@@ -247,7 +250,9 @@ def test_sigkill_in_the_middle_of_a_delivery(server_factory: Callable[..., Serve
     pd.release()
     server.start()
     pd.wait_for(lambda: len(pd.incidents) == 1, timeout=15)
-    time.sleep(1)
+    # A later ticket is paged: by then every send of the first has come.
+    server.post(EVENTS, ticket_event("k-m", "KM", "hossamhafez@luciq.ai"))
+    pd.wait_for(lambda: any(i.dedup_key == "thena-ticket-KM" for i in pd.incidents), timeout=15)
     # Sent again after the restart, and PagerDuty's dedup_key keeps it one incident.
-    assert len(pd.incidents) == 1
-    assert {r.json["dedup_key"] for r in enqueues(pd)} == {"thena-ticket-K2"}
+    assert [i.dedup_key for i in pd.incidents] == ["thena-ticket-K2", "thena-ticket-KM"]
+    assert {r.json["dedup_key"] for r in enqueues(pd)} == {"thena-ticket-K2", "thena-ticket-KM"}

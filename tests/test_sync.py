@@ -399,7 +399,11 @@ def test_pagerduty_down_while_opsgenie_changes_then_all_applied_in_order_once(
     assert len(waiting) == 3
     shown = sync.server.cli("deliveries", "list").stdout
     assert "waiting" in shown
-    time.sleep(1.5)  # a few failed attempts at the create
+    wait_until(
+        lambda: [d for d in sync.deliveries() if d["action"] == "create" and d["attempts"] >= 2],
+        30,
+        "a few failed attempts at the create",
+    )
     pagerduty.up()
     sync.settle(timeout=60)
 
@@ -431,7 +435,11 @@ def test_opsgenie_down_while_pagerduty_changes_then_all_applied_in_order_once(
         15,
         "retries while Opsgenie is down",
     )
-    time.sleep(1.0)
+    wait_until(
+        lambda: any(d["attempts"] >= 2 and d["status"] == "pending" for d in sync.deliveries()),
+        30,
+        "a second failed attempt while Opsgenie is down",
+    )
     opsgenie.up()
     sync.settle(timeout=60)
 
