@@ -25,7 +25,7 @@ from alertbridge.store.base import Delivery, EventRow, Store
 if TYPE_CHECKING:
     from alertbridge.objects_api import Objects
 
-ROLES = ("viewer", "member", "admin")
+from alertbridge.auth import ROLES  # noqa: F401  (authentication owns the roles)
 
 
 class Principal(BaseModel):

@@ -15,7 +15,6 @@ from collections.abc import Callable, Collection, Mapping
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
-from alertbridge.delivery import DEAD_WHY
 from alertbridge.delivery.alarms import Alarms
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
@@ -25,6 +24,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, NewDelivery, Store
 from alertbridge.targets import ConfiguredTarget, Outcome
 from alertbridge.targets.base import Sending
+from alertbridge.templating.context import DEAD_WHY
 
 log = logs.get("alertbridge.dispatcher")
 

@@ -10,15 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alertbridge.delivery import DEAD_WHY
-from alertbridge.events import Event, refs, to_dict
+from alertbridge.events import Event, refs
 from alertbridge.ids import new_id
-from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
 from alertbridge.routing.routes import Route
-from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.store.base import NewDelivery
 from alertbridge.targets import ConfiguredTarget
 from alertbridge.targets.base import Sending
+from alertbridge.templating.context import context
+from alertbridge.templating.links import MissingLink, Ref, as_markers, missing_in
+from alertbridge.templating.templates import Bound, RenderError, Templates
 
 
 @dataclass
@@ -26,31 +26,6 @@ class Decision:
     status: str  # routed | unmatched | failed
     trace: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
-
-
-class _Lenient(dict[str, Any]):
-    def __missing__(self, key: str) -> None:
-        return None
-
-
-def context(
-    event: Event, original: Event | None = None, links: Sequence[Ref] = (), team: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """What templates see: the event, its labels, the event it answers (an agent's note), if any,
-    the objects in other systems linked to what it is about, and (for `on_dead`) why a delivery died."""
-    view = to_dict(event)
-    # An identifier or label an event lacks reads as none, so `a or b` chains work in templates.
-    view["identifiers"] = _Lenient(view["identifiers"])
-    view["labels"] = _Lenient(view["labels"])
-    subject = refs(event)
-    return {
-        "event": view,
-        "labels": view["labels"],
-        "original": to_dict(original) if original else None,
-        "links": Links(subject[0] if subject else None, links),
-        "team": team,
-        "dead": {"why": DEAD_WHY},
-    }
 
 
 def decide(
