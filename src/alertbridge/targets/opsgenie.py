@@ -213,4 +213,12 @@ TARGET = Target(
     classify=classify,
     order_key=order_key,
     echo=echo,
+    needs={
+        "create": (("message",),),
+        "confirm": (("request_id",),),
+        "acknowledge": (("alert_id", "alias"),),
+        "unacknowledge": (("alert_id", "alias"),),
+        "note": (("alert_id", "alias"), ("note",)),
+        "close": (("alert_id", "alias"),),
+    },
 )
