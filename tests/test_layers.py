@@ -128,7 +128,7 @@ def test_no_module_imports_up_the_flow() -> None:
             if theirs != mine and _rank(theirs) >= _rank(mine):
                 wrong.append(
                     f"{_where(module, line)}: {module} ({mine}) imports {target} ({theirs}):"
-                    f" {mine} may import only {', '.join(_below(mine)) or 'nothing of ours'}"
+                    f" {mine} may import only its own layer{''.join(f', {layer}' for layer in _below(mine))}"
                 )
     assert not wrong, "imports up the flow (see LAYERS and ORDER in tests/test_layers.py):\n" + "\n".join(wrong)
 
