@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alertbridge.config import ConfigError, interpolate, load_config, parse_duration
+from alertbridge.config import ConfigError, parse_duration
+from alertbridge.loading import interpolate, load_config
 
 from .conftest import EXAMPLES
 

@@ -12,7 +12,7 @@ from alertbridge.events import Event, Subject
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import decide
 from alertbridge.routing.routes import condition
-from alertbridge.routing.templates import RenderError, Templates
+from alertbridge.templating.templates import RenderError, Templates
 
 
 def event(**fields: Any) -> Event:

@@ -19,6 +19,9 @@ from alertbridge.security import same_secret, token_hash
 from alertbridge.store.base import Store
 
 COOKIE = "ab_session"
+# What a token or a user may be: `viewer` reads; `member` may also replay; `admin` may also make
+# endpoints and targets.
+ROLES = ("viewer", "member", "admin")
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -9,13 +9,14 @@ sees). The semantic checks run on whatever parsed, so one bad block does not hid
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from alertbridge import routing, sources
+from alertbridge import targets as target_types
 from alertbridge.config import (
     Config,
     EndpointConfig,
@@ -25,10 +26,12 @@ from alertbridge.config import (
     TeamConfig,
     errors_of,
     format_loc,
+    validate_teams,
 )
 from alertbridge.events import Event
 from alertbridge.routing.routes import NAMED_FILTERS
-from alertbridge.routing.templates import Templates
+from alertbridge.spelling import did_you_mean
+from alertbridge.templating.templates import Templates
 
 # The lists whose items are validated one by one: a bad item is reported, the others still checked.
 _ITEMS: dict[str, type[BaseModel]] = {
@@ -38,7 +41,7 @@ _ITEMS: dict[str, type[BaseModel]] = {
     "teams": TeamConfig,
 }
 
-# What every template sees (decide.context); `tables` and Jinja's own globals come from the environment.
+# What every template sees (templating.context); `tables` and Jinja's own globals come from the environment.
 TEMPLATE_VARIABLES = ("event", "labels", "original", "links", "team")
 RESPONSE_VARIABLES = ("events", "duplicate")  # only an endpoint's `response`
 ON_DEAD_VARIABLES = ("dead",)  # only an action's `on_dead`: `dead.why`, filled in when the delivery dies
@@ -55,19 +58,8 @@ _NESTED: dict[str, tuple[str, ...] | None] = {
 TEAM_FIELDS = ("name", "org", "matched_by", "identifier", "slack_channel")  # teams.TeamMatch.view()
 
 
-def did_you_mean(word: str, options: Sequence[str]) -> str:
-    """'; did you mean `x`?' for the closest option, or '' when none is close: a typo fixed at a glance."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    if not close:  # `trigger_incident` for `trigger`: a known name inside the word
-        close = [o for o in sorted(options, key=len, reverse=True) if len(o) > 2 and o in word][:1]
-    return f"; did you mean `{close[0]}`?" if close else ""
-
-
 def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
     """The config built from whatever parsed, and every problem, shape and meaning together."""
-    from alertbridge import config as config_module
-    from alertbridge import routing, sources, targets
-
     located: list[Located] = []
     kept: dict[str, Any] = {}
     positions: dict[str, list[int]] = {}  # a list's kept items → their index in the file
@@ -108,9 +100,9 @@ def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
 
     semantic = (
         sources.validate_endpoints(config)
-        + targets.validate_targets(config)
+        + target_types.validate_targets(config)
         + routing.validate_routes(config)
-        + config_module.validate_teams(config)
+        + validate_teams(config)
         + _meaning(config, _declared_targets(data), bool(data.get("teams")))
     )
     for loc, message in semantic:
@@ -235,8 +227,6 @@ def _action_problems(
     names: Sequence[str],
 ) -> list[Located]:
     """A named target that exists, an action its type has, and the fields that action needs."""
-    from alertbridge import targets as target_types
-
     if target not in names:
         return [((*loc, "target"), f"no target named {target!r}" + did_you_mean(target, names))]
     kind = target_types.REGISTRY.get(types.get(target, ""))
@@ -285,8 +275,6 @@ def match_path_problem(path: str, teams: bool = True) -> str | None:
 
 def _match_value_problem(config: Config, path: str, spec: Any) -> str | None:
     """A route that asks for an endpoint or a source that nothing can be, so it never matches."""
-    from alertbridge import sources
-
     if path == "source":
         known = sources.names()
     elif path == "endpoint" and config.endpoints:  # with none in the file, they are made through the API

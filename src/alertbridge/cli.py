@@ -20,8 +20,9 @@ from rich.table import Table
 
 from alertbridge import __version__, logs, sources
 from alertbridge import targets as target_types
-from alertbridge.config import DEFAULT_ORG, Config, ConfigError, default_config, load_config, read_setting
+from alertbridge.config import DEFAULT_ORG, Config, ConfigError, default_config
 from alertbridge.events import to_dict
+from alertbridge.loading import load_config, read_setting
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import decide
 from alertbridge.sources.base import BadPayload, Incoming
@@ -598,7 +599,7 @@ def tokens_create(
     """Make an API token. It is shown once and kept only as a hash."""
     import secrets as random_secrets
 
-    from alertbridge.api.deps import ROLES
+    from alertbridge.auth import ROLES
     from alertbridge.security import token_hash
 
     if role not in ROLES:
@@ -641,7 +642,7 @@ def users_create(
     """Create a user (the first admin, say). The password is kept as an argon2 hash."""
     from argon2 import PasswordHasher
 
-    from alertbridge.api.deps import ROLES
+    from alertbridge.auth import ROLES
 
     if role not in ROLES:
         err.print(f"[red]Unknown role {role!r}: use {', '.join(ROLES)}.[/red]")

@@ -25,10 +25,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alertbridge import logs
 from alertbridge.events import Event
 from alertbridge.metrics import Metrics
-from alertbridge.routing.decide import context
-from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
 from alertbridge.store.base import Ingest, Stored
+from alertbridge.templating.context import context
+from alertbridge.templating.templates import Bound, RenderError, Templates
 
 log = logs.get("alertbridge.ingress")
 _json = msgspec.json.Encoder()

@@ -18,7 +18,6 @@ from alertbridge.store.base import Store
 if TYPE_CHECKING:
     from alertbridge.api.objects.service import Objects
 
-ROLES = ("viewer", "member", "admin")
 
 
 @dataclass(frozen=True)

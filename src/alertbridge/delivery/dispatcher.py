@@ -16,7 +16,6 @@ from typing import Protocol
 
 from alertbridge import logs
 from alertbridge.config import DeliveryConfig
-from alertbridge.delivery import DEAD_WHY
 from alertbridge.delivery.alarms import Alarms
 from alertbridge.delivery.backoff import exhausted, next_delay
 from alertbridge.delivery.ratelimit import SlidingWindow
@@ -26,6 +25,7 @@ from alertbridge.sources import refs
 from alertbridge.store.base import Attempt, AttemptResult, Delivery, Inbox, NewDelivery, Outbox
 from alertbridge.targets import ConfiguredTarget, Outcome
 from alertbridge.targets.base import Sending
+from alertbridge.templating.context import DEAD_WHY
 
 log = logs.get("alertbridge.dispatcher")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from alertbridge.config import Config, Located
 from alertbridge.routing.routes import Route, compile_route, condition
-from alertbridge.routing.templates import Templates
+from alertbridge.templating.templates import Templates
 
 
 @dataclass(frozen=True)

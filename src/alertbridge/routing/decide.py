@@ -10,16 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alertbridge.delivery import DEAD_WHY
-from alertbridge.events import Event, to_dict
+from alertbridge.events import Event
 from alertbridge.ids import new_id
-from alertbridge.routing.links import Links, MissingLink, Ref, as_markers, missing_in
 from alertbridge.routing.routes import Route
-from alertbridge.routing.templates import Bound, RenderError, Templates
 from alertbridge.sources import refs
 from alertbridge.store.base import NewDelivery
 from alertbridge.targets import ConfiguredTarget
-from alertbridge.targets.base import Sending
+from alertbridge.templating.context import context
+from alertbridge.templating.links import MissingLink, Ref, as_markers, missing_in
+from alertbridge.templating.templates import Bound, RenderError, Templates
 
 
 @dataclass
@@ -27,31 +26,6 @@ class Decision:
     status: str  # routed | unmatched | failed
     trace: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
-
-
-class _Lenient(dict[str, Any]):
-    def __missing__(self, key: str) -> None:
-        return None
-
-
-def context(
-    event: Event, original: Event | None = None, links: Sequence[Ref] = (), team: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """What templates see: the event, its labels, the event it answers (an agent's note), if any,
-    the objects in other systems linked to what it is about, and (for `on_dead`) why a delivery died."""
-    view = to_dict(event)
-    # An identifier or label an event lacks reads as none, so `a or b` chains work in templates.
-    view["identifiers"] = _Lenient(view["identifiers"])
-    view["labels"] = _Lenient(view["labels"])
-    subject = refs(event)
-    return {
-        "event": view,
-        "labels": view["labels"],
-        "original": to_dict(original) if original else None,
-        "links": Links(subject[0] if subject else None, links),
-        "team": team,
-        "dead": {"why": DEAD_WHY},
-    }
 
 
 def decide(
@@ -117,7 +91,7 @@ def _plan(
         fields = {k: v for k, v in fields.items() if v is not None and v != ""}
         waiting = None
         if templates.context["links"].misses:  # a template asked for a link that is not there (yet)
-            waiting, fields = _needs_link(event, target_name, target, action.action, fields, clock)
+            waiting, fields = _needs_link(event, target, action.action, fields)
         key = (
             f"key:{templates.render(action.key, f'{where}.key')}"
             if action.key
@@ -149,26 +123,19 @@ def _plan(
 
 
 def _needs_link(
-    event: Event,
-    target_name: str,
-    target: ConfiguredTarget,
-    action: str,
-    fields: dict[str, Any],
-    clock: Callable[[], float],
+    event: Event, target: ConfiguredTarget, action: str, fields: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(what the delivery waits for or None, its fields). A link that is not there yet makes the
-    delivery wait only if the action cannot be sent without it; otherwise the field is left out."""
+    delivery wait only if the action cannot be sent without it (`Target.needs`, read here, never
+    probed by building a request); otherwise the field is left out."""
     missing = missing_in(fields)
     if not missing:
         return None, fields
     embedded = any(not isinstance(v, MissingLink) and missing_in(v) for v in fields.values())
-    if not embedded:
+    if not embedded and not target.type.waits_for_links:
         without = {k: v for k, v in fields.items() if not isinstance(v, MissingLink)}
-        try:
-            target.type.request(target.settings, action, without, Sending("", event, clock(), target_name, action))
-        except Exception:
-            pass
-        else:
+        needs = target.type.needs.get(action, ())
+        if all(any(without.get(name) for name in alternatives) for alternatives in needs):
             return None, without
     first = missing[0]
     waiting = {"refs": [list(r) for r in refs(event)], "want": [first.system, first.type], "marker": first.marker}

@@ -12,6 +12,7 @@ from alertbridge.config import Config, Located, errors_of
 from alertbridge.events import Event
 from alertbridge.sources import agent, generic, github, incidentio, opsgenie, pagerduty, slack, thena
 from alertbridge.sources.base import BadPayload, Claim, Endpoint, Incoming, Integration, Reply, Source, Unauthorized
+from alertbridge.spelling import did_you_mean
 
 __all__ = [
     "BadPayload",
@@ -107,8 +108,6 @@ def validate_endpoints(config: Config) -> list[Located]:
         seen_paths.add(endpoint.path)
         source = REGISTRY.get(endpoint.source)
         if source is None:
-            from alertbridge.checks import did_you_mean
-
             known = f"known: {', '.join(names())}{did_you_mean(endpoint.source, names())}"
             problems.append(((*loc, "source"), f"unknown source {endpoint.source!r}; {known}"))
             continue

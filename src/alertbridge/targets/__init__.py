@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from alertbridge.config import Config, Located, RateLimit, RetryPolicy, TargetConfig, errors_of
+from alertbridge.spelling import did_you_mean
 from alertbridge.targets import forward, inbox, opsgenie, pagerduty_events, pagerduty_rest, slack
 from alertbridge.targets.base import KeyTest, Outcome, OutgoingRequest, Target
 
@@ -89,8 +90,6 @@ def validate_targets(config: Config) -> list[Located]:
         seen.add(target.name)
         kind = REGISTRY.get(target.type)
         if kind is None:
-            from alertbridge.checks import did_you_mean
-
             known = f"known: {', '.join(names())}{did_you_mean(target.type, names())}"
             problems.append(((*loc, "type"), f"unknown target type {target.type!r}; {known}"))
             continue

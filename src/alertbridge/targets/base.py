@@ -108,6 +108,14 @@ class Target:
     # Fields an action cannot be sent without, checked by `alertbridge check`: action -> entries,
     # each a tuple of alternatives of which one must be given (`("assignee_ids", "escalation_policy_id")`).
     required: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # Fields an action's request cannot be built without, in the same form, read by routing: a field
+    # whose link is not there yet (`links.x.y`, its create still retrying) makes the delivery wait for
+    # the link only if the action needs that field and no alternative is given; otherwise the field
+    # is left out. (`required` is what the file must give, defaults counting; this, what a send must hold.)
+    needs: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # Every field waits for its link, needed or not (the inbox: a notification is shown once, so it
+    # waits until what it shows is known).
+    waits_for_links: bool = False
     # Settings that name another target (checked at load time), e.g. a forward's `notes_to`.
     refers_to: tuple[str, ...] = ()
     # The change an action makes (object, change, and where known the content and the actor name it

@@ -120,4 +120,5 @@ TARGET = Target(
     classify=_classify,
     order_key=_order_key,
     local=apply,
+    waits_for_links=True,
 )

@@ -222,4 +222,12 @@ TARGET = Target(
         path="/v2/alerts?limit=1",
         headers=lambda key: {"Authorization": f"GenieKey {key}"},
     ),
+    needs={
+        "create": (("message",),),
+        "confirm": (("request_id",),),
+        "acknowledge": (("alert_id", "alias"),),
+        "unacknowledge": (("alert_id", "alias"),),
+        "note": (("alert_id", "alias"), ("note",)),
+        "close": (("alert_id", "alias"),),
+    },
 )

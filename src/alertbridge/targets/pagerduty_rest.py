@@ -222,6 +222,13 @@ TARGET = Target(
     order_key=order_key,
     echo=echo,
     required={"create": (("service_id",),), "reassign": (("assignee_ids", "escalation_policy_id"),)},
+    needs={
+        "create": (("title",), ("service_id",)),
+        "note": (("incident_id",), ("content",)),
+        "acknowledge": (("incident_id",),),
+        "resolve": (("incident_id",),),
+        "reassign": (("incident_id",), ("assignee_ids", "escalation_policy_id")),
+    },
     default_rate_limit=(900, 60.0),  # PagerDuty allows 960 a minute per API key
     key_test=KeyTest(
         kind="pagerduty",

@@ -92,5 +92,6 @@ TARGET = Target(
     classify=classify,
     order_key=order_key,
     required={"post": (("channel",),)},
+    needs={"post": (("channel",),)},
     default_rate_limit=(50, 60.0),  # chat.postMessage: about one a second per channel, bursts allowed
 )
