@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from alertbridge.api.objects.service import Objects
 
 
-
 @dataclass(frozen=True)
 class Context:
     """The server's parts the API reads and changes, kept on the FastAPI app's state."""
