@@ -43,7 +43,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("config.py", "slack_channel"): "seed 004's team key",
     ("routing/teams.py", "slack_channel"): "seed 004's team key, as templates read it (team.slack_channel)",
     ("checks.py", "slack_channel"): "the team fields templates may read (TeamMatch.view)",
-    ("admin_api.py", "slack_channel"): "the team's key in the API's team view",
+    ("api/teams.py", "slack_channel"): "the team's key in the API's team view",
     # `alertbridge tokens create --purpose` help: an example of a caller, not a provider we speak to.
     ("cli.py", "grafana"): "an example in a help text",
 }
