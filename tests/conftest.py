@@ -236,6 +236,8 @@ def pytest_configure(config: pytest.Config) -> None:
 UNIT_MODULES = {
     "test_docs",
     "test_ids",
+    "test_layers",
+    "test_provider_names",
     "test_routing",
     "test_source_fuzz",
     "test_store",

@@ -27,7 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "ingress": ("ingress",),
 }
 # Anything not listed above is the operator's side: app, cli, dryrun, checks, loading, auth, vault,
-# the APIs, console, live, lifecycle, thena_setup, and wherever they move. It may import any layer.
+# api/, server/, console/, and wherever they move. It may import any layer.
 OPERATOR = "operator"
 
 # Who may import whom: a module may import its own layer and every layer on an earlier row. Layers on

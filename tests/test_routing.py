@@ -179,3 +179,34 @@ def test_dict_methods_still_win_over_keys_of_the_same_name() -> None:
     )
     with pytest.raises(RenderError):
         templates.render("{{ labels.__class__.__mro__ }}", context)
+
+
+def test_an_alert_known_only_by_its_alias_waits_for_its_own_link() -> None:
+    """An Opsgenie alert with an alias and no id is still a subject: the delivery that needs its
+    PagerDuty incident waits for the incident linked to that alias, not to nobody."""
+    config = Config.model_validate(
+        {
+            "targets": [{"name": "pd", "type": "pagerduty_rest", "token": "k", "from_email": "a@x.io"}],
+            "routes": [
+                {
+                    "name": "note",
+                    "match": {},
+                    "actions": [
+                        {
+                            "target": "pd",
+                            "action": "note",
+                            "incident_id": "{{ links.pagerduty.incident }}",
+                            "content": "hi",
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    rules = compile_rules(config)
+    alert = event(source="opsgenie", kind="alert.note_added", identifiers={"opsgenie_alert_alias": "db-down"})
+    decision = decide(alert, rules.routes, targets.configure(config), rules.templates, clock=lambda: 1.0)
+    (delivery,) = decision.deliveries
+    assert delivery.waiting_for is not None
+    assert delivery.waiting_for["refs"] == [["opsgenie", "alert_alias", "db-down"]]
+    assert "opsgenie:alert_alias:db-down" in delivery.waiting_for["marker"]

@@ -36,10 +36,24 @@ def test_needs_says_what_request_cannot_go_without(name: str) -> None:
         for size in range(len(names) + 1):
             for left_out in itertools.combinations(names, size):
                 fields = {n: "x" for n in names if n not in left_out}
-                declared = all(any(fields.get(n) for n in alternatives) for alternatives in needs)
+                declared = kind.can_send(action, fields)
                 if kind.waits_for_links:
                     declared = False  # every link is waited for, as when request could never be built
                 assert _buildable(kind, settings, action, fields) == declared, (
                     f"{name}'s {action} without {list(left_out)}: needs says"
                     f" {'it can' if declared else 'it cannot'} be sent, request disagrees"
                 )
+
+
+@pytest.mark.parametrize("name", targets.names())
+def test_a_blank_value_is_no_value(name: str) -> None:
+    """A field of spaces does not count as given: the delivery waits for the link rather than
+    going out without what the action needs."""
+    kind = targets.get(name)
+    for action, needs in kind.needs.items():
+        for alternatives in needs:
+            fields = {n: "x" for names in needs for n in names}
+            for n in alternatives:
+                fields[n] = "  "
+            assert not kind.can_send(action, fields), f"{name}'s {action} with {list(alternatives)} blank"
+            assert kind.can_send(action, {**fields, alternatives[0]: "x"})

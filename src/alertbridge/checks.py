@@ -116,8 +116,6 @@ def _claim_problems(key: str, item: Any) -> list[Located]:
     """A team's routing keys, checked against the claims the sources declare (`sources.CLAIM_KINDS`):
     the registry's part of the team's validation, which `config.TeamConfig` cannot import. Only a
     `routing` the model takes is checked, as its validator did."""
-    from alertbridge import sources
-
     if key != "teams" or not isinstance(item, Mapping) or not _fits(_ROUTING, item.get("routing")):
         return []
     problem = sources.unknown_claim_keys(item.get("routing"))
@@ -127,8 +125,6 @@ def _claim_problems(key: str, item: Any) -> list[Located]:
 def _priority_problems(block: Any) -> list[Located]:
     """`routing.priority` against the identifiers the sources' claims declare (the registry's part
     of `config.RoutingConfig`'s validation)."""
-    from alertbridge import sources
-
     if not isinstance(block, Mapping) or not _fits(_PRIORITY, block.get("priority")):
         return []
     problem = sources.unknown_priority(block.get("priority"))

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alertbridge import logs
 from alertbridge.events import Event
 from alertbridge.metrics import Metrics
+from alertbridge.sources import refs
 from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
 from alertbridge.store.base import Ingest, Stored
 from alertbridge.templating.context import context
@@ -209,7 +210,8 @@ def label(endpoint: Endpoint, event: Event, templates: Templates) -> tuple[Event
     """The event with the endpoint's labels computed (a label that fails is left out and logged), and
     the template variables bound to it (labels included), which the response renders from too: one
     set of variables for both."""
-    view = context(event)
+    subject = refs(event)
+    view = context(event, subject=subject[0] if subject else None)
     labels = view["labels"]  # what templates see as `labels` and `event.labels`: filled in as we go
     bound = templates.bind(view)
     for key, template in endpoint.config.labels.items():

@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 from alertbridge import logs
 from alertbridge.config import RetentionConfig
-from alertbridge.store.base import Store
+from alertbridge.store.base import Records
 
 log = logs.get("alertbridge.retention")
 
 
 class Janitor:
-    def __init__(self, store: Store, config: RetentionConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Records, config: RetentionConfig, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.config = config
         self.clock = clock

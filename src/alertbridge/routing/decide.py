@@ -38,7 +38,8 @@ def decide(
     links: Sequence[Ref] = (),
     team: Mapping[str, Any] | None = None,
 ) -> Decision:
-    view = context(event, original, links, team)
+    subject = refs(event)  # its own name first, then the aliases the sources declare
+    view = context(event, original, links, team, subject[0] if subject else None)
     bound = templates.bind(view)
     decision = Decision(status="unmatched")
     winner: str | None = None
@@ -134,8 +135,7 @@ def _needs_link(
     embedded = any(not isinstance(v, MissingLink) and missing_in(v) for v in fields.values())
     if not embedded and not target.type.waits_for_links:
         without = {k: v for k, v in fields.items() if not isinstance(v, MissingLink)}
-        needs = target.type.needs.get(action, ())
-        if all(any(without.get(name) for name in alternatives) for alternatives in needs):
+        if target.type.can_send(action, without):
             return None, without
     first = missing[0]
     waiting = {"refs": [list(r) for r in refs(event)], "want": [first.system, first.type], "marker": first.marker}

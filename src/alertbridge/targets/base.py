@@ -126,6 +126,15 @@ class Target:
     # How the console's "test connection" asks this provider whether an API key works.
     key_test: KeyTest | None = None
 
+    def can_send(self, action: str, fields: Mapping[str, Any]) -> bool:
+        """Whether `fields` hold what `needs` says the action cannot be sent without. A blank
+        value (None, empty, only spaces) is no value, as the requests read it."""
+        return all(any(_given(fields.get(name)) for name in names) for names in self.needs.get(action, ()))
+
+
+def _given(value: Any) -> bool:
+    return bool(value.strip()) if isinstance(value, str) else bool(value)
+
 
 @dataclass(frozen=True)
 class KeyTest:

@@ -22,16 +22,22 @@ class _Lenient(dict[str, Any]):
 
 
 def context(
-    event: Event, original: Event | None = None, links: Sequence[Ref] = (), team: Mapping[str, Any] | None = None
+    event: Event,
+    original: Event | None = None,
+    links: Sequence[Ref] = (),
+    team: Mapping[str, Any] | None = None,
+    subject: Ref | None = None,
 ) -> dict[str, Any]:
     """What templates see: the event, its labels, the event it answers (an agent's note), if any,
-    the objects in other systems linked to what it is about, and (for `on_dead`) why a delivery died."""
+    the objects in other systems linked to what it is about, and (for `on_dead`) why a delivery died.
+    `subject` is the first name the event's subject goes by (`sources.refs`: an Opsgenie alert
+    known only by its alias is still someone); without it, the event's own `subject`."""
     view = to_dict(event)
     # An identifier or label an event lacks reads as none, so `a or b` chains work in templates.
     view["identifiers"] = _Lenient(view["identifiers"])
     view["labels"] = _Lenient(view["labels"])
-    # The subject's own name: the aliases the sources declare only widen what links match.
-    subject = (event.subject.system, event.subject.type, event.subject.id) if event.subject else None
+    if subject is None and event.subject:
+        subject = (event.subject.system, event.subject.type, event.subject.id)
     return {
         "event": view,
         "labels": view["labels"],
