@@ -20,6 +20,10 @@ from .fakes.pagerduty import FakePagerDutyEvents
 from .fakes.pagerduty_rest import FakePagerDutyREST
 from .test_inbox import SEED_WEBHOOK
 
+# Every answer the page waits for comes from a real server, and a sign-in hashes a password on
+# purpose slowly: with both backends' suites on two cores, 5 s (Playwright's default) is not enough.
+expect.set_options(timeout=20_000)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "console"
 API_KEY = "u+console-test-key-9876"
