@@ -112,6 +112,22 @@ class SQLStore(ABC):
         rows = await self._all(self.q.attempts, {"delivery_id": delivery_id})
         return [Attempt(**dict(row)) for row in rows]
 
+    def _export_page(
+        self, after_seq: int, limit: int, since: float | None, until: float | None, org: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """`export_events`' statement and parameters, alike on both backends; each runs it (and reads
+        the deliveries of each event) in its own kind of transaction."""
+        clauses, params = sql.where(
+            self.q.param,
+            [
+                ("seq >", "after", after_seq),
+                ("received_at >=", "since", since),
+                ("received_at <", "until", until),
+                ("org =", "org", org),
+            ],
+        )
+        return self.q.event_page + clauses + self.q.oldest_first, {**params, "limit": limit}
+
     # ---- teams
 
     async def team_by_token(self, token_hash: str) -> tuple[str, str] | None:

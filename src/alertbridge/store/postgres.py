@@ -983,19 +983,10 @@ class PostgresStore(SQLStore):
         self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
     ) -> list[tuple[int, EventRow, list[Delivery]]]:
         """A page of events in arrival order (after `after_seq`), each with its deliveries."""
-        clauses, params = sql.where(
-            Q.param,
-            [
-                ("seq >", "after", after_seq),
-                ("received_at >=", "since", since),
-                ("received_at <", "until", until),
-                ("org =", "org", org),
-            ],
-        )
-        statement = Q.event_page + clauses + Q.oldest_first
+        statement, params = self._export_page(after_seq, limit, since, until, org)
 
         async def read(conn: Conn) -> list[tuple[int, EventRow, list[Delivery]]]:
-            cursor = await conn.execute(statement, {**params, "limit": limit})
+            cursor = await conn.execute(statement, params)
             page = []
             for row in await cursor.fetchall():
                 found = await conn.execute(Q.deliveries_of, {"event_id": row["id"]})

@@ -1051,20 +1051,11 @@ class SQLiteStore(SQLStore):
         self, after_seq: int, limit: int, since: float | None = None, until: float | None = None, org: str | None = None
     ) -> list[tuple[int, EventRow, list[Delivery]]]:
         """A page of events in arrival order (after `after_seq`), each with its deliveries."""
-        clauses, params = sql.where(
-            Q.param,
-            [
-                ("seq >", "after", after_seq),
-                ("received_at >=", "since", since),
-                ("received_at <", "until", until),
-                ("org =", "org", org),
-            ],
-        )
-        statement = Q.event_page + clauses + Q.oldest_first
+        statement, params = self._export_page(after_seq, limit, since, until, org)
 
         def read(conn: sqlite3.Connection) -> list[tuple[int, EventRow, list[Delivery]]]:
             page = []
-            for row in conn.execute(statement, {**params, "limit": limit}).fetchall():
+            for row in conn.execute(statement, params).fetchall():
                 deliveries = conn.execute(Q.deliveries_of, {"event_id": row["id"]}).fetchall()
                 page.append((row["seq"], sql.event_row(row, _loads), [sql.delivery(d, _loads) for d in deliveries]))
             return page
