@@ -1,4 +1,4 @@
-"""Test harness: the real alertbridge server in a subprocess, spoken to over HTTP."""
+"""Test harness: the real alertbridge server in a process of its own (tests/processes.py), spoken to over HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from alertbridge.events import to_dict
 from alertbridge.store import Store, open_store
 
-from . import backends
+from . import backends, processes
 
 T = TypeVar("T")
 
@@ -104,30 +103,12 @@ class Server:
         self.log_path = workdir / "server.log"
         if self.log_path.exists():
             self.log_path = workdir / f"server-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: processes.Process | None = None
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def start(self) -> Server:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "alertbridge",
-                "serve",
-                "--config",
-                str(self.config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        args = ["serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = processes.start(args, cwd=self.workdir, env=self.env, log=self.log_path)
         wait_until(self._ready, 60, f"alertbridge to be ready (log: {self.log_path})")
         return self
 
@@ -165,14 +146,7 @@ class Server:
         return self.client.post(path, content=content, headers=headers, **kwargs)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "alertbridge", *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = processes.run(args, cwd=self.workdir, env=self.env)
         if check and result.returncode != 0:
             raise AssertionError(f"alertbridge {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result

@@ -4,11 +4,11 @@ reports every problem of a file in one run; `serve` refuses the same files with 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from . import processes
 from .conftest import free_port
 
 HEAD = """\
@@ -43,13 +43,7 @@ routes:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", *args],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run(args, env={"PATH": "/usr/bin:/bin"})
 
 
 def check(tmp_path: Path, text: str) -> tuple[int, list[str], Path]:
@@ -271,13 +265,7 @@ def test_every_example_is_valid_with_its_variables_set(example: str) -> None:
     text = (EXAMPLES / example).read_text()
     names = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     env = {n: "https://example.test/x" if n.endswith(("_URL", "_BASE")) else f"value-of-{n.lower()}" for n in names}
-    result = subprocess.run(
-        [sys.executable, "-m", "alertbridge", "check", "--config", str(EXAMPLES / example)],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.run(["check", "--config", str(EXAMPLES / example)], env={"PATH": "/usr/bin:/bin", **env})
     assert result.returncode == 0, result.stderr
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import typer.main
 
 from alertbridge.cli import app
 
+from . import processes
 from .conftest import EXAMPLES, Server, free_port, wait_until
 from .fakes.pagerduty import FakePagerDutyEvents
 from .fakes.slack import FakeSlack
@@ -27,25 +27,14 @@ ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b")
 
 
 def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run(args, cwd=cwd, env={**os.environ, **env})
 
 
 def test_serve_with_no_config_starts_on_sqlite_in_the_working_directory(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "alertbridge", "serve", "--port", str(port), "--host", "127.0.0.1"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "serve.log"
+    process = processes.start(["serve", "--port", str(port), "--host", "127.0.0.1"], cwd=tmp_path, env=env, log=log)
     try:
 
         def ready() -> bool:
@@ -59,8 +48,8 @@ def test_serve_with_no_config_starts_on_sqlite_in_the_working_directory(tmp_path
         assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"ok": True}
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=10)
-    assert b"No configuration given" in stderr
+        process.wait(10)
+    assert "No configuration given" in log.read_text()
 
 
 def test_send_dry_run_shows_the_trace_and_the_rendered_action(tmp_path: Path) -> None:
@@ -156,17 +145,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**kept, **extra}
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str], stdin: int | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI as an operator runs it: its own process, in its own directory, with exactly `env`."""
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", *args],
-        cwd=cwd,
-        env=env,
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it: its own process, in its own directory, with exactly `env` and
+    nothing on its standard input."""
+    return processes.run(args, cwd=cwd, env=env)
 
 
 def elsewhere(tmp_path: Path) -> Path:
@@ -325,7 +307,7 @@ def test_events_show_says_which_team_was_found_in_words(server_factory: Callable
 def test_users_create_without_a_terminal_asks_for_the_password_in_the_environment(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'users.db'}"
     args = ("users", "create", "--email", "ops@example.com", "--store", store)
-    refused = cli(*args, cwd=elsewhere(tmp_path), env=clean_env(), stdin=subprocess.DEVNULL)
+    refused = cli(*args, cwd=elsewhere(tmp_path), env=clean_env())
     assert refused.returncode == 2
     assert "set ALERTBRIDGE_PASSWORD" in refused.stderr
     assert not (tmp_path / "users.db").exists()
@@ -333,7 +315,6 @@ def test_users_create_without_a_terminal_asks_for_the_password_in_the_environmen
         *args,
         cwd=elsewhere(tmp_path),
         env=clean_env(ALERTBRIDGE_PASSWORD="a long passphrase"),
-        stdin=subprocess.DEVNULL,
     )
     assert made.returncode == 0, made.stderr
     assert "a long passphrase" not in made.stdout + made.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from alertbridge.config import ConfigError, parse_duration
 from alertbridge.loading import interpolate, load_config
 
+from . import processes
 from .conftest import EXAMPLES
 
 SEED_ENV = {
@@ -22,13 +22,7 @@ SEED_ENV = {
 
 
 def check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", "check", "--config", str(path)],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run(["check", "--config", str(path)], env={"PATH": "/usr/bin:/bin", **env})
 
 
 def test_the_seed_example_is_valid() -> None:
@@ -125,12 +119,6 @@ def test_durations() -> None:
 
 
 def test_check_without_a_file_says_what_to_do() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "alertbridge", "check"],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
+    result = processes.run(["check"], env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "--config" in result.stderr

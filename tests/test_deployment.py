@@ -6,12 +6,13 @@ drift that would break it (a renamed command or probe, a replica missing from th
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from ruamel.yaml import YAML
+
+from . import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,9 +59,7 @@ def test_commands_and_variables_exist_in_the_cli() -> None:
     assert cmd is not None
     commands = {cmd.group(1), compose()["services"]["migrate"]["command"][0]}
     for command in commands:
-        result = subprocess.run(
-            [sys.executable, "-m", "alertbridge", command, "--help"], capture_output=True, text=True, timeout=60
-        )
+        result = processes.run([command, "--help"], env=os.environ)
         assert result.returncode == 0, f"alertbridge {command}: {result.stderr}"
     source = "".join(p.read_text() for p in (ROOT / "src" / "alertbridge").rglob("*.py"))
     env = compose()["x-alertbridge"]["environment"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from . import processes
 from .conftest import EXAMPLES, Server
 from .fakes.opsgenie import FakeOpsgenie
 from .fakes.pagerduty import FakePagerDutyEvents
@@ -94,13 +94,10 @@ def test_dry_run_without_a_store_says_so_creates_none_and_shows_a_pause(tmp_path
     payload = tmp_path / "ticket.json"
     payload.write_text(json.dumps(ticket_event("nostore-1", "NS-1", [{"email": "hossamhafez@luciq.ai"}])))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "alertbridge", "send", str(payload), "--endpoint", "thena-events", "--dry-run"],
+    result = processes.run(
+        ["send", str(payload), "--endpoint", "thena-events", "--dry-run"],
         cwd=tmp_path,
         env={**env, **seed_env(), "ALERTBRIDGE_CONFIG": str(config)},  # the README's command, as written
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "no store at sqlite:///./alertbridge.db yet (nothing created)" in result.stderr
@@ -113,14 +110,7 @@ def test_send_without_a_config_says_how_to_name_one(tmp_path: Path) -> None:
     payload = tmp_path / "ticket.json"
     payload.write_text("{}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "alertbridge", "send", str(payload), "--dry-run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.run(["send", str(payload), "--dry-run"], cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "pass --config FILE or set ALERTBRIDGE_CONFIG" in result.stderr
 
@@ -132,14 +122,7 @@ def test_dry_run_on_a_store_not_made_yet_leaves_it_unmade(store_url: str, tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
     args = ["send", str(payload), "--config", str(EXAMPLES / "thena-pagerduty.yaml"), "--endpoint", "thena-events"]
     for _ in range(2):  # the second run finds the store as the first left it
-        result = subprocess.run(
-            [sys.executable, "-m", "alertbridge", *args, "--dry-run", "--store", store_url],
-            cwd=tmp_path,
-            env={**env, **seed_env()},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = processes.run([*args, "--dry-run", "--store", store_url], cwd=tmp_path, env={**env, **seed_env()})
         assert result.returncode == 0, result.stderr
         assert "yet (nothing created): the decision below does not know the store's state" in result.stderr
         assert "→ trigger on pagerduty-a" in result.stdout
@@ -152,8 +135,7 @@ def test_dry_run_on_a_store_an_older_alertbridge_made_says_to_migrate(store_url:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}, **seed_env()}
 
     def alertbridge(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "alertbridge", *args, "--store", store_url]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        return processes.run([*args, "--store", store_url], cwd=tmp_path, env=env)
 
     assert alertbridge("migrate").returncode == 0
     if store_url.startswith("sqlite"):

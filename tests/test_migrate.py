@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +12,7 @@ import pytest
 
 from alertbridge.store import postgres_schema, sqlite
 
+from . import processes
 from .backends import POSTGRES
 from .conftest import EXAMPLES, Server
 from .test_ingress import TOKEN, seed_env, ticket_event
@@ -20,14 +20,7 @@ from .test_ingress import TOKEN, seed_env, ticket_event
 
 def migrate(store: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBRIDGE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", "migrate"],
-        cwd=cwd,
-        env={**env, "ALERTBRIDGE_STORE": store},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run(["migrate"], cwd=cwd, env={**env, "ALERTBRIDGE_STORE": store})
 
 
 def test_migrate_applies_every_version_once_then_nothing(store_url: str, tmp_path: Path) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from . import processes
 from .fakes.thena import FakeThenaAppsStudio
 
 API_KEY = "pk_live_thena_key_42"
@@ -28,14 +28,7 @@ def setup(apps_url: str, tmp_path: Path, *args: str, **env: str) -> subprocess.C
     for key, value in env.items():
         if value == "":
             full.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "-m", "alertbridge", "thena", "setup", *args],
-        cwd=tmp_path,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run(["thena", "setup", *args], cwd=tmp_path, env=full)
 
 
 @pytest.mark.parametrize(("id_field", "wrap"), [("uid", False), ("appId", False), ("uid", True)])
