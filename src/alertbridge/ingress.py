@@ -26,7 +26,7 @@ from alertbridge import logs
 from alertbridge.events import Event
 from alertbridge.metrics import Metrics
 from alertbridge.sources import refs
-from alertbridge.sources.base import BadPayload, Endpoint, Incoming, Unauthorized
+from alertbridge.sources.base import Accepted, BadPayload, Endpoint, Incoming, Refused
 from alertbridge.store.base import Ingest, Stored
 from alertbridge.templating.context import context
 from alertbridge.templating.templates import Bound, RenderError, Templates
@@ -70,11 +70,23 @@ class Ingress:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.endpoints.get(scope["path"].rstrip("/") or "/")
+            endpoint = self.endpoint_at(scope["path"])
             if endpoint is not None:
                 await self.handle(endpoint, scope, receive, send)
                 return
         await self.fallback(scope, receive, send)
+
+    def endpoint_at(self, path: str) -> Endpoint | None:
+        """The endpoint at `path`, or the nearest one above it whose source serves subpaths (an API
+        such as Opsgenie's). Only a path that is no endpoint's walks up: the hot path is one lookup."""
+        path = path.rstrip("/") or "/"
+        endpoint = self.endpoints.get(path)
+        while endpoint is None and len(path) > 1:
+            path = path.rpartition("/")[0] or "/"
+            above = self.endpoints.get(path)
+            if above is not None and above.source.subpaths:
+                return above
+        return endpoint
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -83,6 +95,8 @@ class Ingress:
         counters = self._counters.get(name) or self._count_for(name)
         counters.received.inc()
         head = method == "HEAD"
+
+        refusal = endpoint.source.refusal
 
         async def refuse(status: int, reason: str, message: str, headers: list | None = None) -> None:
             self.metrics.refused.labels(name, reason).inc()
@@ -95,7 +109,8 @@ class Ingress:
                 message=message,
                 client=client[0] if client else None,
             )
-            await _respond(send, status, {"ok": False, "error": message}, head, headers)
+            body = refusal(status, message) if refusal else {"ok": False, "error": message}
+            await _respond(send, status, body, head, headers)
 
         if not endpoint.enabled:
             await refuse(404, "disabled", f"the integration at {scope['path']} is turned off")
@@ -123,8 +138,8 @@ class Ingress:
             if reply is None:
                 endpoint.source.verify(request, endpoint)
                 events = endpoint.source.parse(request, endpoint)
-        except Unauthorized as exc:
-            await refuse(exc.status, exc.reason, exc.message)
+        except Refused as exc:
+            await refuse(exc.status, exc.reason, exc.message, [(k.encode(), v.encode()) for k, v in exc.headers])
             return
         except BadPayload as exc:
             await refuse(400, "bad_payload", str(exc))
@@ -155,7 +170,12 @@ class Ingress:
             (counters.duplicate if s.duplicate_of else counters.new).inc()
         duplicate = bool(stored) and all(s.duplicate_of for s in stored)
         ids = [s.duplicate_of or s.event_id for s in stored]
-        await _respond(send, 200, self._answer(endpoint, bound, ids, duplicate), head)
+        answer = endpoint.source.answer
+        if answer is not None and endpoint.config.response is None:
+            reply = answer(request, endpoint, Accepted(events, ids, duplicate))
+            await _respond(send, reply.status, reply.body, head, media_type=reply.media_type)
+        else:
+            await _respond(send, 200, self._answer(endpoint, bound, ids, duplicate), head)
         counters.seconds.observe(time.perf_counter() - started)
 
     def _count_for(self, name: str) -> _Counters:

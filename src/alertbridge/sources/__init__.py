@@ -11,15 +11,28 @@ from alertbridge import events
 from alertbridge.config import Config, Located, errors_of
 from alertbridge.events import Event
 from alertbridge.sources import agent, generic, github, incidentio, opsgenie, pagerduty, slack, thena
-from alertbridge.sources.base import BadPayload, Claim, Endpoint, Incoming, Integration, Reply, Source, Unauthorized
+from alertbridge.sources.base import (
+    Accepted,
+    BadPayload,
+    Claim,
+    Endpoint,
+    Incoming,
+    Integration,
+    Refused,
+    Reply,
+    Source,
+    Unauthorized,
+)
 from alertbridge.spelling import did_you_mean
 
 __all__ = [
+    "Accepted",
     "BadPayload",
     "Claim",
     "Endpoint",
     "Incoming",
     "Integration",
+    "Refused",
     "Reply",
     "Source",
     "Unauthorized",

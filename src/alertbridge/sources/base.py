@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, count
 from typing import Any
@@ -18,14 +18,23 @@ from alertbridge.events import Event
 from alertbridge.ids import new_id
 
 
-class Unauthorized(Exception):
+class Refused(Exception):
+    """The source refuses the request: `status` with `message`, counted under `reason` (a short
+    metric label), with any `headers` (e.g. retry-after on a 429)."""
+
+    def __init__(self, status: int, reason: str, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason  # missing_token, bad_token, bad_signature, rate_limited …
+        self.message = message
+        self.headers = tuple(headers)
+
+
+class Unauthorized(Refused):
     """The request is not from who it claims to be. 401 when credentials are missing, 403 when wrong."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason  # a short metric label: missing_token, bad_token, bad_signature …
-        self.message = message
+        super().__init__(status, reason, message)
 
 
 class BadPayload(Exception):
@@ -50,6 +59,17 @@ class Reply:
     status: int
     body: Any = None
     media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ingress did with a request's events, for a source that answers in its own API's shape:
+    the events as stored, their ids (an earlier event's for a redelivery), and whether all were
+    redeliveries."""
+
+    events: Sequence[Event]
+    ids: Sequence[str]
+    duplicate: bool
 
 
 @dataclass
@@ -109,6 +129,14 @@ class Source:
     command: str | None = None
     # Seed 001's console integration (`integrations_api.py`), if this source has one.
     integration: Integration | None = None
+    # The endpoint also serves every path under its own (an API with resources, as Opsgenie's
+    # `…/v2/alerts/{id}/close`); `Incoming.path` is the whole path.
+    subpaths: bool = False
+    # The answer once the events are stored, in the shape the sender's API promises (PagerDuty's 202
+    # with a dedup_key); None gives alertbridge's own. An endpoint's `response:` template wins over both.
+    answer: Callable[[Incoming, Endpoint, Accepted], Reply] | None = None
+    # The body of a refusal (status, message) in the sender's API's shape; None gives alertbridge's own.
+    refusal: Callable[[int, str], Any] | None = None
 
 
 @dataclass(frozen=True)
