@@ -194,11 +194,9 @@ def wait_delivered(sent: dict[str, float], pd_port: int, timeout: float = 30) ->
     return e2e(sent, received)
 
 
-def run(args: argparse.Namespace) -> dict:
-    results: dict[str, dict] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="alertbridge-bench-"))
-    pd_port = free_port()
-    env = {
+def example_env(pd_port: int) -> dict[str, str]:
+    """What the examples read from the environment, the fakes on `pd_port` standing in for the providers."""
+    return {
         "PD_EVENTS_URL": f"http://127.0.0.1:{pd_port}/v2/enqueue",
         "PD_ROUTING_KEY_A": "a" * 32,
         "PD_ROUTING_KEY_B": "b" * 32,
@@ -216,6 +214,13 @@ def run(args: argparse.Namespace) -> dict:
         "INTERNAL_TOKEN": "bench-internal",
         "TEAM_TOKEN_EXTEND_SRE": "bench-team-token",
     }
+
+
+def run(args: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="alertbridge-bench-"))
+    pd_port = free_port()
+    env = example_env(pd_port)
     thena_path = f"/thena/events?token={TOKEN}"
     bench_path = {"PYTHONPATH": str(ROOT / "bench")}
     try:
