@@ -17,6 +17,7 @@ from .conftest import Server, wait_until
 KEY = "og-door-key-5c1e7a9d"
 OLD_KEY = "og-door-key-previous-77b2"
 UNKNOWN_REQUEST = "0b0e7c4e-59c1-4bd4-9a55-0d4c1e3b1f0a"  # a UUID alertbridge did not make
+ALIAS = "disk/db-1 var"  # a slash and a space: the SDK escapes them in the path, the door reads them back
 PROCESSABLE = "Request body is not processable. Please check the errors."
 
 CONFIG = """
@@ -54,7 +55,7 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     created = api.create_alert(
         opsgenie_sdk.CreateAlertPayload(
             message="Disk full on db-1",
-            alias="disk-db-1",
+            alias=ALIAS,
             description="/var is at 99 %",
             # As the SDK's own samples give them: its TeamRecipient model leaves out the `type` Opsgenie needs.
             responders=[{"type": "team", "name": "storage"}, {"type": "user", "username": "ann@x.io"}],
@@ -70,13 +71,13 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     assert isinstance(created, opsgenie_sdk.SuccessResponse)
     assert created.result == "Request will be processed" and created.request_id and created.took is not None
     acked = api.acknowledge_alert(
-        "disk-db-1", identifier_type="alias", acknowledge_alert_payload=opsgenie_sdk.AcknowledgeAlertPayload(user="ann")
+        ALIAS, identifier_type="alias", acknowledge_alert_payload=opsgenie_sdk.AcknowledgeAlertPayload(user="ann")
     )
     noted = api.add_note(
-        "disk-db-1", opsgenie_sdk.AddNoteToAlertPayload(user="ann", note="cleaning /var/log"), identifier_type="alias"
+        ALIAS, opsgenie_sdk.AddNoteToAlertPayload(user="ann", note="cleaning /var/log"), identifier_type="alias"
     )
     closed = api.close_alert(
-        "disk-db-1", identifier_type="alias", close_alert_payload=opsgenie_sdk.CloseAlertPayload(note="done")
+        ALIAS, identifier_type="alias", close_alert_payload=opsgenie_sdk.CloseAlertPayload(note="done")
     )
     ids = {created.request_id, acked.request_id, noted.request_id, closed.request_id}
     assert len(ids) == 4, "each request has its own id"
@@ -88,7 +89,7 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     assert (create["priority"], create["severity"]) == ("P2", "error")
     assert create["tags"] == ["disk", "prod"] and create["labels"] == {"host": "db-1", "region": "eu"}
     assert create["teams"] == ["storage"] and create["assignees"] == ["ann@x.io"]
-    assert (create["actor"], create["note"], create["dedup_key"]) == ("nagios-bot", "first seen at 12:00", "disk-db-1")
+    assert (create["actor"], create["note"], create["dedup_key"]) == ("nagios-bot", "first seen at 12:00", ALIAS)
     assert create["identifiers"]["opsgenie_api_entity"] == "db-1"
     assert create["identifiers"]["opsgenie_api_source"] == "nagios"
     assert create["identifiers"]["opsgenie_api_request_id"] == created.request_id
@@ -96,7 +97,7 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     assert subject["system"] == "opsgenie_api" and subject["type"] == "alert"
     for kind in ("opsgenie_api.acknowledge", "opsgenie_api.note", "opsgenie_api.close"):
         assert events[kind]["subject"] == subject, f"{kind} reaches the alert the create made"
-        assert events[kind]["dedup_key"] == "disk-db-1"
+        assert events[kind]["dedup_key"] == ALIAS
     assert events["opsgenie_api.acknowledge"]["actor"] == "ann"
     assert events["opsgenie_api.note"]["note"] == "cleaning /var/log"
     assert events["opsgenie_api.close"]["note"] == "done"
@@ -142,6 +143,15 @@ def test_the_sdk_raises_its_exceptions_on_refusals_and_nothing_is_stored(door: S
         alert_api(door).get_request_status(UNKNOWN_REQUEST)
     assert unknown.value.status == 404
     assert door.events() == []
+
+    # A request id alertbridge made, with one digit of it changed, is not one alertbridge made.
+    made = alert_api(door).create_alert(opsgenie_sdk.CreateAlertPayload(message="m")).request_id
+    assert alert_api(door).get_request_status(made).data.alert_id
+    for position in (0, 15, 35):
+        changed = made[:position] + ("0" if made[position] != "0" else "1") + made[position + 1 :]
+        with pytest.raises(opsgenie_sdk.exceptions.ApiException) as forged:
+            alert_api(door).get_request_status(changed)
+        assert forged.value.status == 404, changed
 
 
 def _error_body(answer: Any) -> dict[str, Any]:
