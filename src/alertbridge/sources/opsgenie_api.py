@@ -113,7 +113,7 @@ def _check(org: str, head: bytes) -> bytes:
 
 
 def request_id(org: str, alert: str, action: str) -> str:
-    """A version 8 UUID that carries the alert's id (8 bytes), the action (2 bits), 24 random bits and
+    """A version 8 UUID that carries the alert's id (8 bytes), the action (2 bits), 22 random bits and
     a check of the rest (4 bytes): the request status reads it back without anything stored, and a
     request id alertbridge did not make fails the check."""
     a = bytes.fromhex(alert)
@@ -352,7 +352,9 @@ def _act(what: str, identifier: str, request: Incoming, body: dict[str, Any], en
     )
 
 
-def _identifiers(alert: str, alias: str | None, requested: str, entity: str | None, source: str | None) -> dict:
+def _identifiers(
+    alert: str, alias: str | None, requested: str, entity: str | None, source: str | None
+) -> dict[str, str]:
     pairs = {
         "opsgenie_api_alert_id": alert,
         "opsgenie_api_alias": alias,
