@@ -35,12 +35,15 @@ def door(server_factory: Callable[..., Server]) -> Server:
     return server_factory(CONFIG, {"OG_KEY": KEY, "OG_OLD_KEY": OLD_KEY})
 
 
-def alert_api(server: Server, key: str = KEY) -> opsgenie_sdk.AlertApi:
+def alert_api(server: Server, key: str | None = KEY) -> opsgenie_sdk.AlertApi:
     """Opsgenie's SDK, set up as a tool would be after its `api_url` is moved to alertbridge."""
     configuration = opsgenie_sdk.Configuration()
     configuration.host = f"{server.url}/opsgenie"
-    configuration.api_key["Authorization"] = key
-    configuration.api_key_prefix["Authorization"] = "GenieKey"
+    # Configuration() is a shallow copy of one default: its key dicts are shared unless replaced.
+    configuration.api_key, configuration.api_key_prefix = {}, {}
+    if key is not None:
+        configuration.api_key["Authorization"] = key
+        configuration.api_key_prefix["Authorization"] = "GenieKey"
     configuration.retry_enabled = False  # a refusal must surface as the SDK's exception, not be retried
     return opsgenie_sdk.AlertApi(opsgenie_sdk.ApiClient(configuration))
 
@@ -139,6 +142,10 @@ def test_the_sdk_raises_its_exceptions_on_refusals_and_nothing_is_stored(door: S
     with pytest.raises(opsgenie_sdk.exceptions.AuthenticationException) as denied:
         alert_api(door, key="not-the-key").create_alert(opsgenie_sdk.CreateAlertPayload(message="m"))
     assert denied.value.status == 403
+    with pytest.raises(opsgenie_sdk.exceptions.AuthenticationException) as anonymous:
+        alert_api(door, key=None).create_alert(opsgenie_sdk.CreateAlertPayload(message="m"))
+    assert anonymous.value.status == 401
+    assert json.loads(anonymous.value.body)["message"].startswith("Could not authenticate")
     with pytest.raises(opsgenie_sdk.exceptions.ApiException) as unknown:
         alert_api(door).get_request_status(UNKNOWN_REQUEST)
     assert unknown.value.status == 404
