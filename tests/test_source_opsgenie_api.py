@@ -13,6 +13,7 @@ import pytest
 
 from .backends import stored_bytes
 from .conftest import Server, wait_until
+from .fakes.pagerduty import FakePagerDutyEvents
 
 KEY = "og-door-key-5c1e7a9d"
 OLD_KEY = "og-door-key-previous-77b2"
@@ -305,3 +306,47 @@ def test_the_key_appears_in_no_stored_event_log_or_answer(door: Server, store_ur
     assert KEY not in json.dumps(door.events())
     assert KEY.encode() not in stored_bytes(store_url)
     assert KEY not in door.logs()
+
+
+ROUTED = (
+    CONFIG
+    + """
+targets:
+  - name: pagerduty
+    type: pagerduty_events
+    routing_key: "${PD_KEY}"
+    url: "${PD_URL}"
+routes:
+  - name: door-create
+    match: { kind: opsgenie_api.create }
+    actions:
+      - target: pagerduty
+        action: trigger
+        dedup_key: "og-{{ event.subject.id }}"
+        summary: "{{ event.title }}"
+  - name: door-close
+    match: { kind: opsgenie_api.close }
+    actions:
+      - target: pagerduty
+        action: resolve
+        dedup_key: "og-{{ event.subject.id }}"
+"""
+)
+
+
+def test_a_tool_moved_off_opsgenie_pages_and_resolves_through_routes(server_factory: Callable[..., Server]) -> None:
+    """The docs' example: creates trigger, closes resolve, whether the close names the alias or the id."""
+    with FakePagerDutyEvents() as pagerduty:
+        env = {"OG_KEY": KEY, "OG_OLD_KEY": OLD_KEY, "PD_KEY": "R" * 32, "PD_URL": f"{pagerduty.url}/v2/enqueue"}
+        api = alert_api(server_factory(ROUTED, env))
+        api.create_alert(opsgenie_sdk.CreateAlertPayload(message="by alias", alias="cpu-web-1", priority="P1"))
+        by_id = api.create_alert(opsgenie_sdk.CreateAlertPayload(message="by id"))
+        wait_until(lambda: len(pagerduty.incidents) == 2, 15, "both alerts paged")
+        api.close_alert("cpu-web-1", identifier_type="alias")
+        api.close_alert(api.get_request_status(by_id.request_id).data.alert_id)
+        wait_until(lambda: all(i.status == "resolved" for i in pagerduty.incidents), 15, "both resolved")
+        assert sorted((i.summary, i.severity) for i in pagerduty.incidents) == [
+            ("by alias", "critical"),
+            ("by id", "warning"),
+        ]
+        assert pagerduty.validation_errors == []
