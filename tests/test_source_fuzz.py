@@ -4,7 +4,8 @@ A sender that passed the credential check can still send anything; an exception 
 BadPayload would be answered 500, which tells the sender to retry the same body for ever. The
 JSON here is drawn with the keys the parsers look for, so that odd values (a list where an object
 is expected, a huge number as a timestamp, nesting thousands of levels deep) reach the code that
-reads them. What a parser returns must also be storable (the event encodes and decodes).
+reads them. What a parser returns must also be storable (the event encodes and decodes). A source
+that speaks an API may instead refuse with a 4xx of that API (`Refused`, e.g. Opsgenie's 422).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from alertbridge import events
 from alertbridge.config import EndpointConfig
-from alertbridge.sources import REGISTRY, BadPayload
+from alertbridge.sources import REGISTRY, BadPayload, Refused
 from alertbridge.sources.base import Endpoint, Incoming
 
 # Keys and values the parsers look for, so that drawn documents reach past the first checks.
@@ -30,7 +31,7 @@ KEYS_TEXT = (
     "message_ts view callback_id trigger_id repository full_name issue pull_request comment number html_url "
     "incident incident_key service summary priority urgency status assignees assignments assignee "
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
-    "integrationName alertFlowContext requestId updatedAt createdAt priorityName statusName assignedTo "
+    "integrationName alertFlowContext requestId visibleTo updatedAt createdAt priorityName statusName assignedTo "
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind"
 )
 VALUES_TEXT = (
@@ -77,7 +78,16 @@ SECRETS: dict[str, dict[str, Any]] = {
         },
     },
     "agent": {"secret": "s"},
+    "opsgenie_api": {"api_keys": ["k"]},
 }
+# Where a source that serves paths under its endpoint's takes a body (default: the endpoint's path).
+PATHS = {"opsgenie_api": "/opsgenie_api/v2/alerts"}
+
+
+def path_of(source: str) -> str:
+    return PATHS.get(source, f"/{source}")
+
+
 HEADERS: dict[str, list[dict[str, str]]] = {
     "github": [{"x-github-event": name} for name in ("issues", "pull_request", "issue_comment", "push", "ping")],
     "slack": [{"content-type": "application/json"}, {"content-type": "application/x-www-form-urlencoded"}],
@@ -96,7 +106,7 @@ def request(source: str, document: Any, variant: int = 0) -> Incoming:
     body = json.dumps(document).encode()
     if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         body = b"payload=" + quote(body).encode()
-    return Incoming("POST", f"/{source}", {}, headers, body)
+    return Incoming("POST", path_of(source), {}, headers, body)
 
 
 def parses_or_refuses(source: str, incoming: Incoming) -> None:
@@ -105,6 +115,9 @@ def parses_or_refuses(source: str, incoming: Incoming) -> None:
         made = REGISTRY[source].parse(incoming, endpoint(source))
     except BadPayload as exc:
         assert str(exc), "a refusal says why"
+        return
+    except Refused as exc:
+        assert 400 <= exc.status < 500 and exc.message, "an API's own refusal: a 4xx that says why"
         return
     for event in made:
         assert events.decode(events.encode(event)) == event
@@ -148,6 +161,10 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
     ],
     "generic": [({"kind": "k", "id": "1"}, path) for path in ("service", "assignees", "team", "title")],
     "agent": [({"event_id": "E1", "note": "n"}, path) for path in ("note", "event_id", "title", "agent")],
+    "opsgenie_api": [
+        ({"message": "m", "alias": "a"}, path)
+        for path in ("details", "responders", "visibleTo", "tags", "actions", "priority", "message", "alias", "note")
+    ],
 }
 
 
@@ -214,7 +231,7 @@ def test_deep_nesting_is_refused_with_a_reason(source: str, depth: int) -> None:
         places = [*SHAPES[source], ({}, "")]
         for skeleton, path in places:
             document = placed(skeleton, path, DEEP) if path else DEEP
-            incoming = Incoming("POST", f"/{source}", {}, headers, deep_body(document, depth, form))
+            incoming = Incoming("POST", path_of(source), {}, headers, deep_body(document, depth, form))
             with pytest.raises(BadPayload, match="nested more than"):
                 REGISTRY[source].parse(incoming, endpoint(source))
 
@@ -225,7 +242,7 @@ def test_ordinary_nesting_is_taken(source: str) -> None:
     skeleton, path = SHAPES[source][0]
     for variant, headers in enumerate(HEADERS.get(source, [{}])):
         form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
-        incoming = Incoming("POST", f"/{source}", {}, headers, deep_body(placed(skeleton, path, DEEP), 40, form))
+        incoming = Incoming("POST", path_of(source), {}, headers, deep_body(placed(skeleton, path, DEEP), 40, form))
         parses_or_refuses(source, incoming)
         if headers.get("x-github-event") != "ping":
             assert REGISTRY[source].parse(request(source, skeleton, variant), endpoint(source))
