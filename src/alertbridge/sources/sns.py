@@ -235,13 +235,13 @@ def check(message: dict[str, Any], endpoint: Endpoint) -> None:
     topic = message.get("TopicArn")
     if topic not in settings.topics:
         raise Unauthorized(403, "topic_not_allowed", f"this endpoint does not take messages of topic {topic!r}")
-    algorithm = HASHES.get(str(message.get("SignatureVersion")))
-    if algorithm is None:
-        raise Unauthorized(403, "bad_signature", "SignatureVersion must be 1 or 2")
     signature = message.get("Signature")
     cert_url = message.get("SigningCertURL")
     if not isinstance(signature, str) or not signature or not isinstance(cert_url, str) or not cert_url:
         raise Unauthorized(401, "missing_signature", "an SNS message carries Signature and SigningCertURL")
+    algorithm = HASHES.get(str(message.get("SignatureVersion")))
+    if algorithm is None:
+        raise Unauthorized(403, "bad_signature", "SignatureVersion must be 1 or 2")
     if not allowed_url(cert_url, settings):
         raise Unauthorized(403, "bad_certificate_url", "SigningCertURL is not on an SNS host (nor one of cert_hosts)")
     try:
