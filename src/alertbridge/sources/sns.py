@@ -104,7 +104,7 @@ class Settings(BaseModel):
     cert_hosts: list[str] | None = None
     fetch_timeout: float = Field(5.0, gt=0, le=30)
 
-    @field_validator("topics", mode="before")
+    @field_validator("topics", "cert_hosts", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
