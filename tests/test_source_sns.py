@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -408,3 +409,25 @@ def test_the_recipe_pages_on_alarm_and_resolves_on_ok(server_factory: Callable[.
         assert sns.post(sns.message(Message=json.dumps(cleared))).status_code == 200
         wait_until(lambda: incident.status == "resolved", what="the PagerDuty resolve")
         assert pagerduty.validation_errors == []
+
+
+def test_a_certificate_host_that_never_answers_costs_fetch_timeout_then_503(
+    server_factory: Callable[..., Server],
+) -> None:
+    with FakeSNS() as host:
+        signer = Signer()
+        cert_url = host.serve(signer)
+        config = CONFIG + "    fetch_timeout: 1\n"
+        sns = SNS(host, signer, cert_url, server_factory(config, {"SNS_HOST": host.url}))
+        message = sns.message(Message="while the host hangs")
+        host.hang()
+        started = time.monotonic()
+        answer = sns.post(message)
+        waited = time.monotonic() - started
+        host.release()
+        assert answer.status_code == 503
+        assert "could not be fetched (ReadTimeout); try again" in answer.json()["error"]
+        assert 1 <= waited < 5
+        assert sns.server.events() == []
+        assert sns.post(message).status_code == 200  # SNS's retry, once the host answers
+        assert len(sns.server.events()) == 1
