@@ -18,8 +18,9 @@ subscription), logs it and answers 200 without storing an event. An UnsubscribeC
 verified and stored (`sns.unsubscribed`), and not acted on. SNS redelivers a message with the same
 `MessageId`, which is the delivery key.
 
-The fetches are synchronous, within `fetch_timeout` (seconds): the certificate once per URL per
-process (SNS rotates it rarely), the confirmation once per subscription.
+The fetches are synchronous, within `fetch_timeout` (seconds), because `verify` is: the certificate
+once per URL per process (SNS rotates it rarely), the confirmation once per subscription. A fetch
+that failed is answered 503 at once for `RETRY_AFTER` seconds rather than tried again per message.
 
 | event field  | from the message                                                              |
 | ------------ | ----------------------------------------------------------------------------- |
@@ -42,6 +43,7 @@ import binascii
 import datetime as dt
 import re
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +87,7 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.S
 SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.(?:amazonaws\.com|amazonaws\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov)")
 MAX_CERTIFICATE_BYTES = 64 * 1024
 CACHED_CERTIFICATES = 64
+RETRY_AFTER = 10  # seconds before a certificate whose fetch failed is fetched again
 
 STATES = {
     "ALARM": ("sns.alarm", "error"),
@@ -102,7 +105,7 @@ class Settings(BaseModel):
     # (`https://host:port`, or `http://127.0.0.1:8900` for a local stand-in, only when written so).
     # None: SNS's own hosts over https.
     cert_hosts: list[str] | None = None
-    fetch_timeout: float = Field(5.0, gt=0, le=30)
+    fetch_timeout: float = Field(3.0, gt=0, le=30)
 
     @field_validator("topics", "cert_hosts", mode="before")
     @classmethod
@@ -172,21 +175,38 @@ def canonical(message: dict[str, Any]) -> bytes:
 
 
 class _Certificates:
-    """Signing certificates by URL, fetched once each (a few; SNS rotates them rarely)."""
+    """Signing certificates by URL, fetched once each (a few; SNS rotates them rarely). A fetch that
+    failed is not tried again for `RETRY_AFTER` seconds: the fetch holds the server's event loop, so
+    while a host is down only one request per URL and window waits for it, the rest are refused at once."""
 
     def __init__(self) -> None:
         self._keys: OrderedDict[str, x509.Certificate] = OrderedDict()
+        self._failed: OrderedDict[str, tuple[float, Refused]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, url: str, timeout: float) -> x509.Certificate:
         with self._lock:
             found = self._keys.get(url)
-            if found is None:
+            if found is not None:
+                return found
+            failed = self._failed.get(url)
+            if failed is not None and time.monotonic() < failed[0]:
+                raise failed[1]
+            try:
                 found = _fetch_certificate(url, timeout)
-                self._keys[url] = found
-                while len(self._keys) > CACHED_CERTIFICATES:
-                    self._keys.popitem(last=False)
+            except Refused as exc:
+                self._failed[url] = (time.monotonic() + RETRY_AFTER, exc)
+                _bound(self._failed)
+                raise
+            self._failed.pop(url, None)
+            self._keys[url] = found
+            _bound(self._keys)
             return found
+
+
+def _bound(cache: OrderedDict[str, Any]) -> None:
+    while len(cache) > CACHED_CERTIFICATES:
+        cache.popitem(last=False)
 
 
 CERTIFICATES = _Certificates()
@@ -215,7 +235,7 @@ def _fetch_certificate(url: str, timeout: float) -> x509.Certificate:
 
 
 def _unavailable(message: str) -> Refused:
-    return Refused(503, "certificate_unavailable", f"{message}; try again", [("retry-after", "30")])
+    return Refused(503, "certificate_unavailable", f"{message}; try again", [("retry-after", str(RETRY_AFTER))])
 
 
 def _message(request: Incoming) -> dict[str, Any]:
