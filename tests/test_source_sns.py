@@ -144,6 +144,8 @@ def test_the_documented_cloudwatch_alarm_is_verified_and_mapped(sns: SNS, versio
         "cloudwatch_metric": "NetworkOut",
     }
     assert event["raw"]["MessageId"] == message["MessageId"]
+    assert event["raw"]["Message"] == message["Message"]
+    assert "UnsubscribeURL" not in event["raw"], "visiting it unsubscribes: not for everyone who reads events"
 
 
 def test_alarm_states_and_other_messages(sns: SNS) -> None:
@@ -186,6 +188,8 @@ def test_alarm_states_and_other_messages(sns: SNS) -> None:
     assert text.get("dedup_key") is None and text.get("subject") is None
     assert other["kind"] == "sns.notification"
     assert unsubscribed["kind"] == "sns.unsubscribed"
+    assert unsubscribed["raw"]["Type"] == "UnsubscribeConfirmation"
+    assert not {"SubscribeURL", "Token"} & set(unsubscribed["raw"])
     assert sns.host.confirmations() == [], "an UnsubscribeConfirmation is recorded, not acted on"
 
 

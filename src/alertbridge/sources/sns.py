@@ -82,6 +82,9 @@ SIGNED = {
     "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
 }
 OPTIONAL = frozenset({"Subject"})
+# URLs that act when visited (unsubscribe the endpoint, subscribe it again) and the token they carry:
+# not kept in the event, where everyone who may read events would hold them.
+CAPABILITIES = frozenset({"UnsubscribeURL", "SubscribeURL", "Token"})
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 # SNS's own hosts, over https: the commercial regions, China, and the isolated (ISO) regions.
 SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.(?:amazonaws\.com|amazonaws\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov)")
@@ -348,6 +351,7 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
         raise BadPayload("a SubscriptionConfirmation is confirmed when SNS sends it, not stored as an event")
+    kept = {name: value for name, value in message.items() if name not in CAPABILITIES}
     topic = text(message.get("TopicArn"))
     delivery_key = text(message.get("MessageId")) or body_digest(request.body)
     identifiers = {"sns_topic_arn": topic} if topic else {}
@@ -360,12 +364,12 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
                 description=text(message.get("Message")),
                 occurred_at=text(message.get("Timestamp")),
                 identifiers=identifiers,
-                raw=message,
+                raw=kept,
             )
         ]
     alarm = _alarm(message.get("Message"))
     if alarm is not None:
-        return [_alarm_event(alarm, message, delivery_key, identifiers, endpoint)]
+        return [_alarm_event(alarm, kept, delivery_key, identifiers, endpoint)]
     return [
         endpoint.event(
             kind="sns.notification",
@@ -374,7 +378,7 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
             description=text(message.get("Message")),
             occurred_at=text(message.get("Timestamp")),
             identifiers=identifiers,
-            raw=message,
+            raw=kept,
         )
     ]
 
@@ -393,6 +397,7 @@ def _alarm(body: Any) -> dict[str, Any] | None:
 def _alarm_event(
     alarm: dict[str, Any], message: dict[str, Any], delivery_key: str, identifiers: dict[str, str], endpoint: Endpoint
 ) -> Event:
+    """`message` is the SNS message as it is kept (without its CAPABILITIES)."""
     state = str(text(alarm.get("NewStateValue")))
     kind, severity = STATES[state]
     name = str(text(alarm.get("AlarmName")))
