@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+from typing import Any
 
 
 def pagerduty_signature(body: bytes, *secrets: str) -> str:
@@ -20,10 +22,34 @@ def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -
     The signed content is `{webhook-id}.{webhook-timestamp}.{body}`; the key is the base64 part of a
     `whsec_` secret; `webhook-signature` holds space-separated `v1,<base64>` signatures.
     """
-    import base64
-
     key = base64.b64decode(secret.split("_", 1)[1]) if secret.startswith("whsec_") else secret.encode()
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     given = [part.split(",", 1)[1] for part in headers.get("webhook-signature", "").split() if part.startswith("v1,")]
     return any(hmac.compare_digest(expected, g) for g in given)
+
+
+def sns_string_to_sign(message: dict[str, str]) -> bytes:
+    """What Amazon SNS signs, per "Verifying the signatures of Amazon SNS messages" (SNS developer guide):
+    name, newline, value, newline, for these fields in byte order. A Notification signs Message,
+    MessageId, Subject (only if the message has one), Timestamp, TopicArn, Type; a
+    SubscriptionConfirmation or UnsubscribeConfirmation signs Message, MessageId, SubscribeURL,
+    Timestamp, Token, TopicArn, Type."""
+    if message["Type"] == "Notification":
+        names = ["Message", "MessageId"] + (["Subject"] if "Subject" in message else []) + ["Timestamp", "TopicArn"]
+    else:
+        names = ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn"]
+    names.append("Type")
+    assert names == sorted(names), "byte order"
+    return "".join(name + "\n" + message[name] + "\n" for name in names).encode("utf-8")
+
+
+def sns_sign(message: dict[str, str], private_key: Any, version: str = "1") -> dict[str, str]:
+    """`message` with SignatureVersion and Signature as SNS sets them: the base64 SHA1withRSA (version 1)
+    or SHA256withRSA (version 2) signature, PKCS #1 v1.5, of `sns_string_to_sign`."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    digest = hashes.SHA1() if version == "1" else hashes.SHA256()
+    signature = private_key.sign(sns_string_to_sign(message), padding.PKCS1v15(), digest)
+    return {**message, "SignatureVersion": version, "Signature": base64.b64encode(signature).decode()}

@@ -29,6 +29,9 @@ PROVIDERS = (
     "datadog",
     "servicenow",
     "zendesk",
+    "sns",
+    "cloudwatch",
+    "aws",
 )
 # Whole words, where `_`, `.`, `-` and a camelCase hump separate words: `slack_channel`,
 # `PagerDutyEvents`, `THENA_API_KEY` name a provider; `githubusercontent` or `linearly` do not.

@@ -32,13 +32,15 @@ KEYS_TEXT = (
     "incident incident_key service summary priority urgency status assignees assignments assignee "
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
     "integrationName alertFlowContext requestId visibleTo updatedAt createdAt priorityName statusName assignedTo "
-    "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind"
+    "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind "
+    "Type MessageId TopicArn Subject Message Timestamp AlarmName AlarmArn NewStateValue Trigger"
 )
 VALUES_TEXT = (
     "incident.triggered incident.acknowledged incident.resolved incident.annotated incident.trigger "
     "ticket:created ticket:updated app:installation Create Acknowledge AddNote Close "
     "public_incident.incident_created_v2 public_alert.alert_created_v1 app_mention message "
-    "block_actions event_callback url_verification P1 high critical"
+    "block_actions event_callback url_verification P1 high critical "
+    "Notification SubscriptionConfirmation UnsubscribeConfirmation ALARM OK INSUFFICIENT_DATA"
 )
 KEYS, VALUES = KEYS_TEXT.split(), VALUES_TEXT.split()
 
@@ -79,6 +81,7 @@ SECRETS: dict[str, dict[str, Any]] = {
     },
     "agent": {"secret": "s"},
     "opsgenie_api": {"api_keys": ["k"]},
+    "sns": {"topics": ["arn:aws:sns:us-east-1:123456789012:alarms"]},
 }
 # Where a source that serves paths under its endpoint's takes a body (default: the endpoint's path).
 PATHS = {"opsgenie_api": "/opsgenie_api/v2/alerts"}
@@ -165,6 +168,11 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
         ({"message": "m", "alias": "a"}, path)
         for path in ("details", "responders", "visibleTo", "tags", "actions", "priority", "message", "alias", "note")
     ],
+    "sns": [
+        ({"Type": "Notification", "MessageId": "m1", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": m}, path)
+        for m in ('{"AlarmName": "a", "NewStateValue": "ALARM", "AlarmArn": "arn:aws:cloudwatch:r:1:alarm:a"}', "hi")
+        for path in ("Type", "MessageId", "TopicArn", "Message", "Subject", "Timestamp")
+    ],
 }
 
 
@@ -207,6 +215,32 @@ def test_each_odd_value_at_each_place(source: str) -> None:
         for value in ODD:
             for variant in range(len(HEADERS.get(source, [{}]))):
                 parses_or_refuses(source, request(source, placed(skeleton, path, value), variant))
+
+
+ALARM = {
+    "AlarmName": "a",
+    "NewStateValue": "ALARM",
+    "NewStateReason": "r",
+    "StateChangeTime": "2026-01-01T00:00:00.000+0000",
+    "AlarmArn": "arn:aws:cloudwatch:us-east-1:1:alarm:a",
+    "AWSAccountId": "1",
+    "Region": "US East (N. Virginia)",
+    "Trigger": {"MetricName": "m", "Namespace": "n"},
+}
+
+
+def test_each_odd_value_inside_an_alarm_message() -> None:
+    """SNS carries a CloudWatch alarm as JSON inside the `Message` string: odd values there too."""
+    for path in (*ALARM, "Trigger.MetricName", "Trigger.Namespace"):
+        for value in ODD:
+            alarm = json.dumps(placed(ALARM, path, value))
+            message = {
+                "Type": "Notification",
+                "MessageId": "m1",
+                "TopicArn": "arn:aws:sns:us-east-1:1:t",
+                "Message": alarm,
+            }
+            parses_or_refuses("sns", request("sns", message))
 
 
 DEEP = "\u0000deep"  # stands where the deep value goes; json.dumps would recurse into the real thing

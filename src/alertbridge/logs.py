@@ -11,6 +11,8 @@ import structlog
 
 def configure(level: str = "info", json: bool = True) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # httpx logs every request's whole URL at info, and a URL may carry a secret (a token in its query).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
