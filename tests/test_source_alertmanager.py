@@ -202,7 +202,8 @@ def test_missing_or_wrong_credentials_are_refused_and_nothing_is_stored(
 
 def test_a_redelivered_notification_is_stored_once_and_a_resolve_is_new(server: Server) -> None:
     auth = {"authorization": f"Bearer {TOKEN}"}
-    body = notification(posted_alert(instance="a"), posted_alert(instance="b"))
+    # The same alert twice in one body (a sender's bug) is one event too.
+    body = notification(posted_alert(instance="a"), posted_alert(instance="b"), posted_alert(instance="a"))
     first = server.post(PATH, body, headers=auth)
     again = server.post(PATH, body, headers=auth)
     assert first.status_code == again.status_code == 200

@@ -179,12 +179,13 @@ def parse_group(request: Incoming, endpoint: Endpoint, extra: Extra | None = Non
     group = {key: value for key, value in body.items() if key != "alerts"}
     group_status = text(body.get("status"))
     receiver = text(body.get("receiver"))
-    made = []
+    made: dict[str, Event] = {}  # by delivery key: an alert listed twice is one event
     for index, alert in enumerate(alerts):
         if not isinstance(alert, dict):
             raise BadPayload(f"alerts[{index}] must be an object")
-        made.append(_event(endpoint, group, group_status, receiver, index, alert, extra, request.body))
-    return made
+        event = _event(endpoint, group, group_status, receiver, index, alert, extra, request.body)
+        made.setdefault(event.delivery_key, event)
+    return list(made.values())
 
 
 def _event(
@@ -200,7 +201,12 @@ def _event(
     status = (text(alert.get("status")) or group_status or "").lower()
     if status not in STATUSES:
         raise BadPayload(f"alerts[{index}].status must be `firing` or `resolved`")
-    labels = {str(name): value for name, given in obj(alert.get("labels")).items() if (value := text(given))}
+    # Label values as sent (the fingerprint is of them exactly); an empty one is no label, as in Alertmanager.
+    labels = {
+        name: value
+        for name, given in obj(alert.get("labels")).items()
+        if (value := given if isinstance(given, str) else text(given))
+    }
     annotations = obj(alert.get("annotations"))
     identity = text(alert.get("fingerprint")) or fingerprint(labels)
     starts = text(alert.get("startsAt"))
