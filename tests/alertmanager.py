@@ -6,9 +6,11 @@
         am.amtool_add("DiskFull", {"severity": "critical"})          # or amtool alert add
 
 Clustering is off (`--cluster.listen-address=`), state lives in a temporary `--storage.path`, and
-the route waits, groups and resolves quickly (`group_wait`, `group_interval`, `resolve_timeout` of a
-second or so) so that a test sees a notification within seconds. `receivers` are Alertmanager's own
-blocks (`webhook_configs`, `pagerduty_configs`, `opsgenie_configs` …), written as they are.
+the route waits and groups quickly (`group_wait` and `group_interval` of a second) so that a test
+sees a notification within seconds; `route` overrides any of it. `resolve_timeout` is a minute: an
+alert posted without `endsAt` resolves itself after it, long after a test is done, never while it
+watches (a test passes a shorter one to see that). `receivers` are Alertmanager's own blocks
+(`webhook_configs`, `pagerduty_configs`, `opsgenie_configs` …), written as they are.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class Alertmanager:
         workdir: Path,
         receivers: list[dict[str, Any]],
         route: dict[str, Any] | None = None,
-        resolve_timeout: str = "5m",
+        resolve_timeout: str = "1m",
+        global_config: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir / f"alertmanager-{free_port()}"
         self.workdir.mkdir(parents=True)
@@ -83,7 +86,9 @@ class Alertmanager:
             "repeat_interval": "1h",
             **(route or {}),
         }
-        self.config = {"global": {"resolve_timeout": resolve_timeout}, "route": self.route, "receivers": receivers}
+        # `global_config` adds to Alertmanager's `global:` block (`pagerduty_url`, `opsgenie_api_url` …).
+        settings = {"resolve_timeout": resolve_timeout, **(global_config or {})}
+        self.config = {"global": settings, "route": self.route, "receivers": receivers}
         self.config_path = self.workdir / "alertmanager.yml"
         self.config_path.write_text(json.dumps(self.config, indent=2))  # JSON is YAML
         self.log_path = self.workdir / "alertmanager.log"
@@ -101,7 +106,11 @@ class Alertmanager:
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        wait_until(self._ready, 30, f"Alertmanager to be ready (log: {self.log_path})")
+        try:
+            wait_until(self._ready, 30, f"Alertmanager to be ready (log: {self.log_path})")
+        except BaseException:
+            self.stop()  # a context manager whose start failed is not exited: stop it here
+            raise
         return self
 
     def _ready(self) -> bool:
