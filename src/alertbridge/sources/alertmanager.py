@@ -157,7 +157,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
 
 
 def severity_of(value: str | None) -> str | None:
-    return SEVERITY.get(value.casefold()) if value else None
+    return SEVERITY.get(value.strip().casefold()) if value else None
 
 
 # A source's own fields of an alert (Grafana's values, panel and silence links …) → what it adds to
@@ -167,7 +167,8 @@ Extra = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 def parse_group(request: Incoming, endpoint: Endpoint, extra: Extra | None = None) -> list[Event]:
     """One event per alert of an Alertmanager-shaped notification (Alertmanager's own, Grafana's),
-    kinds and subjects named after the endpoint's source. Refuses (BadPayload) a body that is not one, naming what is wrong."""
+    kinds and subjects named after the endpoint's source. A body that is not one is refused
+    (BadPayload), naming what is wrong."""
     body = decode_json(request.body)
     if not isinstance(body, dict):
         raise BadPayload("the body must be a JSON object (an Alertmanager notification)")
@@ -177,13 +178,11 @@ def parse_group(request: Incoming, endpoint: Endpoint, extra: Extra | None = Non
     if not alerts:
         raise BadPayload("the notification has no alerts")
     group = {key: value for key, value in body.items() if key != "alerts"}
-    group_status = text(body.get("status"))
-    receiver = text(body.get("receiver"))
     made: dict[str, Event] = {}  # by delivery key: an alert listed twice is one event
     for index, alert in enumerate(alerts):
         if not isinstance(alert, dict):
             raise BadPayload(f"alerts[{index}] must be an object")
-        event = _event(endpoint, group, group_status, receiver, index, alert, extra, request.body)
+        event = _event(endpoint, group, index, alert, extra, request.body)
         made.setdefault(event.delivery_key, event)
     return list(made.values())
 
@@ -191,14 +190,12 @@ def parse_group(request: Incoming, endpoint: Endpoint, extra: Extra | None = Non
 def _event(
     endpoint: Endpoint,
     group: dict[str, Any],
-    group_status: str | None,
-    receiver: str | None,
     index: int,
     alert: dict[str, Any],
     extra: Extra | None,
     body: bytes,
 ) -> Event:
-    status = (text(alert.get("status")) or group_status or "").lower()
+    status = (text(alert.get("status")) or text(group.get("status")) or "").lower()
     if status not in STATUSES:
         raise BadPayload(f"alerts[{index}].status must be `firing` or `resolved`")
     # Label values as sent (the fingerprint is of them exactly); an empty one is no label, as in Alertmanager.
@@ -217,7 +214,7 @@ def _event(
         for key, value in (
             ("alertname", labels.get("alertname")),
             ("alertmanager_fingerprint", identity),
-            ("alertmanager_receiver", receiver),
+            ("alertmanager_receiver", text(group.get("receiver"))),
             ("service", service),
         )
         if value
