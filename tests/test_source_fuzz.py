@@ -33,14 +33,17 @@ KEYS_TEXT = (
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
     "integrationName alertFlowContext requestId visibleTo updatedAt createdAt priorityName statusName assignedTo "
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind "
-    "Type MessageId TopicArn Subject Message Timestamp AlarmName AlarmArn NewStateValue Trigger"
+    "Type MessageId TopicArn Subject Message Timestamp AlarmName AlarmArn NewStateValue Trigger "
+    "alerts labels annotations startsAt endsAt fingerprint generatorURL groupKey receiver commonLabels "
+    "alertname job panelURL dashboardURL values"
 )
 VALUES_TEXT = (
     "incident.triggered incident.acknowledged incident.resolved incident.annotated incident.trigger "
     "ticket:created ticket:updated app:installation Create Acknowledge AddNote Close "
     "public_incident.incident_created_v2 public_alert.alert_created_v1 app_mention message "
     "block_actions event_callback url_verification P1 high critical "
-    "Notification SubscriptionConfirmation UnsubscribeConfirmation ALARM OK INSUFFICIENT_DATA"
+    "Notification SubscriptionConfirmation UnsubscribeConfirmation ALARM OK INSUFFICIENT_DATA "
+    "firing resolved"
 )
 KEYS, VALUES = KEYS_TEXT.split(), VALUES_TEXT.split()
 
@@ -68,6 +71,8 @@ SECRETS: dict[str, dict[str, Any]] = {
     "slack": {"signing_secret": "s"},
     "github": {"secret": "s"},
     "incidentio": {"secret": "whsec_c2VjcmV0"},
+    "alertmanager": {"token": "t"},
+    "grafana": {"hmac": {"secret": "s"}},
     "generic": {
         "token": "t",
         "fields": {
@@ -135,6 +140,17 @@ def test_arbitrary_json(source: str, document: Any, variant: int) -> None:
 
 # Where each source expects an object, in a document that is otherwise right: arbitrary values go there.
 PDV2 = {"messages": [{"id": "M1", "event": "incident.trigger", "incident": {"id": "P1"}}]}
+ALERTS = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "A"}, "startsAt": "t"}]}
+ALERT_PLACES = (
+    "alerts",
+    "alerts.0",
+    "alerts.0.labels",
+    "alerts.0.annotations",
+    "alerts.0.labels.severity",
+    "alerts.0.status",
+    "alerts.0.fingerprint",
+    "status",
+)
 SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "thena": [
         ({"message": {"eventId": "e1", "eventType": "ticket:created", "payload": {"ticket": {"id": "T1"}}}}, path)
@@ -162,6 +178,8 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
         ({"event_type": "public_incident.incident_created_v2"}, "public_incident.incident_created_v2"),
         ({"event_type": "public_alert.alert_created_v1"}, "public_alert.alert_created_v1"),
     ],
+    "alertmanager": [(ALERTS, path) for path in ALERT_PLACES],
+    "grafana": [(ALERTS, path) for path in ALERT_PLACES],
     "generic": [({"kind": "k", "id": "1"}, path) for path in ("service", "assignees", "team", "title")],
     "agent": [({"event_id": "E1", "note": "n"}, path) for path in ("note", "event_id", "title", "agent")],
     "opsgenie_api": [

@@ -12,8 +12,10 @@ from alertbridge.config import Config, Located, errors_of
 from alertbridge.events import Event
 from alertbridge.sources import (
     agent,
+    alertmanager,
     generic,
     github,
+    grafana,
     incidentio,
     opsgenie,
     opsgenie_api,
@@ -51,7 +53,20 @@ __all__ = [
     "names",
 ]
 
-_MODULES = (thena, pagerduty, opsgenie, opsgenie_api, slack, github, incidentio, generic, agent, sns)
+_MODULES = (
+    thena,
+    pagerduty,
+    opsgenie,
+    opsgenie_api,
+    slack,
+    github,
+    incidentio,
+    generic,
+    agent,
+    sns,
+    alertmanager,
+    grafana,
+)
 REGISTRY: dict[str, Source] = {module.SOURCE.name: module.SOURCE for module in _MODULES}
 
 # What the sources declare, gathered once. Claims in their lookup order (seed 004's: the most

@@ -1,4 +1,4 @@
-"""Any JSON sender without a module of its own (Coralogix, Grafana, a home-grown script).
+"""Any JSON sender without a module of its own (Coralogix, a home-grown script).
 
 Authentication, one or both of:
 - `token`: a shared token as `?token=`, in `token_header` (default `X-Webhook-Token`), or as
