@@ -175,8 +175,8 @@ class Router:
             decision = await self._decide(event)
             if step is not None:
                 decision.trace.insert(0, step)
-        if episode is not None:
-            decision.trace.insert(0, episode)
+        if episode is not None:  # last: the steps before it keep their places (an echo's comes first)
+            decision.trace.append(episode)
         return echo_id, decision, moved
 
     async def _episode(
