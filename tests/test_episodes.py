@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,9 +19,10 @@ import pytest
 import yaml
 
 from alertbridge import targets
-from alertbridge.config import Config
+from alertbridge.config import Config, ConfigError
 from alertbridge.events import Event
 from alertbridge.ids import new_id
+from alertbridge.loading import load_config
 from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
 from alertbridge.routing.router import Router
@@ -393,3 +395,28 @@ def test_killed_while_recording_a_decision_the_fire_opens_one_episode(
     pd.wait_for(lambda: len(sent(pd)) == 4)
     assert sent(pd) == [("trigger", CHECK), ("resolve", CHECK)] * 2
     assert episode_step(routed(server, "p4"))["why"] == "probe.resolved closes episode 2"
+
+
+def test_a_kind_that_both_opens_and_closes_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "alertbridge.yaml"
+    path.write_text(
+        "endpoints:\n"
+        "  - name: probes\n"
+        "    source: generic\n"
+        "    path: /probes\n"
+        "    token: abc\n"
+        "    episodes:\n"
+        "      open: [probe.firing, probe.flapping]\n"
+        "      close: [probe.resolved, probe.flapping]\n"
+        "  - name: more-probes\n"
+        "    source: generic\n"
+        "    path: /more-probes\n"
+        "    token: abc\n"
+        "    episodes: {open: [probe.firing], reopen: [probe.again]}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    shown = str(caught.value)
+    assert f"{path}:6: endpoints[0].episodes: " in shown
+    assert "a kind cannot both open and close an episode: probe.flapping" in shown
+    assert f"{path}:13: endpoints[1].episodes.reopen: unknown field" in shown
