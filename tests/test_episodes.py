@@ -245,7 +245,7 @@ def test_a_thena_ticket_created_twice_still_pages_once(
 
 
 def in_process(config: str) -> dict[str, Any]:
-    """The file as `serve` reads it, its variables set (nothing is sent from here)."""
+    """The file with its variables set, for routers made here (nothing is sent from them)."""
     for name, value in {**ENV, "PD_EVENTS_URL": "http://127.0.0.1:9/v2/enqueue"}.items():
         config = config.replace("${" + name + "}", value)
     return dict(yaml.safe_load(config))
