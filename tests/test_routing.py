@@ -11,7 +11,9 @@ from alertbridge.config import Config
 from alertbridge.events import Event, Subject
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import decide
+from alertbridge.routing.episodes import advance
 from alertbridge.routing.routes import condition
+from alertbridge.store.base import Episode
 from alertbridge.templating.templates import RenderError, Templates
 
 
@@ -56,6 +58,9 @@ def view(e: Event) -> dict[str, Any]:
         ("labels.group", "A", {"labels": {"group": "A"}}, True),
         ("subject.id", "T1", {"subject": Subject("thena", "ticket", "T1")}, True),
         ("identifiers.github_repo", {"exists": True}, {}, False),
+        ("episode", 1, {"episode": 1}, True),
+        ("episode", [2, 3], {"episode": 1}, False),
+        ("episode", {"exists": True}, {}, False),
     ],
 )
 def test_conditions(path: str, spec: Any, fields: dict[str, Any], expected: bool) -> None:
@@ -210,3 +215,69 @@ def test_an_alert_known_only_by_its_alias_waits_for_its_own_link() -> None:
     assert delivery.waiting_for is not None
     assert delivery.waiting_for["refs"] == [["opsgenie", "alert_alias", "db-down"]]
     assert "opsgenie:alert_alias:db-down" in delivery.waiting_for["marker"]
+
+
+@pytest.mark.parametrize(
+    ("was", "effect", "episode", "after", "why"),
+    [
+        (Episode(), "open", 1, Episode(1, True), "alert.created opens episode 1"),
+        (
+            Episode(1, True),
+            "open",
+            1,
+            Episode(1, True),
+            "alert.created: episode 1 is open already, so this belongs to it",
+        ),
+        (Episode(1, True), "close", 1, Episode(1, False), "alert.created closes episode 1"),
+        (Episode(1, False), "open", 2, Episode(2, True), "alert.created opens episode 2 (episode 1 was closed)"),
+        (
+            Episode(2, False),
+            "close",
+            2,
+            Episode(2, False),
+            "alert.created: episode 2 is closed already, so this belongs to it",
+        ),
+        (Episode(), "close", 1, Episode(1, False), "alert.created closes episode 1 (its opening was not seen)"),
+        (Episode(), None, 1, Episode(), "alert.created belongs to episode 1 (not seen opening)"),
+        (Episode(3, True), None, 3, Episode(3, True), "alert.created belongs to episode 3 (open)"),
+        (Episode(3, False), None, 3, Episode(3, False), "alert.created belongs to episode 3 (closed)"),
+    ],
+)
+def test_where_an_event_leaves_its_alerts_episodes(
+    was: Episode, effect: Any, episode: int, after: Episode, why: str
+) -> None:
+    assert advance(was, effect, "alert.created") == (episode, after, why)
+
+
+def test_keys_carry_the_episode_from_the_second_on_and_templates_read_it() -> None:
+    """Episode 1's keys are the keys alertbridge always made; later episodes' are new ones."""
+    config = Config.model_validate(
+        {
+            "targets": [{"name": "pd", "type": "pagerduty_events", "routing_key": "k"}],
+            "routes": [
+                {
+                    "name": "fire",
+                    "match": {},
+                    "actions": [
+                        {
+                            "target": "pd",
+                            "action": "trigger",
+                            "key": "fire-{{ event.dedup_key }}",
+                            "summary": "{{ event.title }}, episode {{ event.episode }}",
+                        },
+                        {"target": "pd", "action": "resolve"},
+                    ],
+                }
+            ],
+        }
+    )
+    rules = compile_rules(config)
+
+    def keys(episode: int | None) -> list[tuple[str, str]]:
+        alert = event(kind="alert.created", dedup_key="db", title="DB down", episode=episode)
+        decision = decide(alert, rules.routes, targets.configure(config), rules.templates, clock=lambda: 1.0)
+        return [(d.idempotency_key, d.fields.get("summary", "")) for d in decision.deliveries]
+
+    assert keys(None) == [("key:fire-db", "DB down, episode None"), ("event:01HX:fire:1", "")]
+    assert keys(1) == [("key:fire-db", "DB down, episode 1"), ("event:01HX:fire:1", "")]
+    assert keys(2) == [("key:fire-db#episode-2", "DB down, episode 2"), ("event:01HX:fire:1", "")]

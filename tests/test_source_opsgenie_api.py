@@ -93,7 +93,8 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     assert (create["priority"], create["severity"]) == ("P2", "error")
     assert create["tags"] == ["disk", "prod"] and create["labels"] == {"host": "db-1", "region": "eu"}
     assert create["teams"] == ["storage"] and create["assignees"] == ["ann@x.io"]
-    assert (create["actor"], create["note"], create["dedup_key"]) == ("nagios-bot", "first seen at 12:00", ALIAS)
+    assert (create["actor"], create["note"]) == ("nagios-bot", "first seen at 12:00")
+    assert create["identifiers"]["opsgenie_api_alias"] == ALIAS
     assert create["identifiers"]["opsgenie_api_entity"] == "db-1"
     assert create["identifiers"]["opsgenie_api_source"] == "nagios"
     assert create["identifiers"]["opsgenie_api_request_id"] == created.request_id
@@ -101,7 +102,7 @@ def test_the_sdk_creates_acknowledges_notes_and_closes_by_alias(door: Server) ->
     assert subject["system"] == "opsgenie_api" and subject["type"] == "alert"
     for kind in ("opsgenie_api.acknowledge", "opsgenie_api.note", "opsgenie_api.close"):
         assert events[kind]["subject"] == subject, f"{kind} reaches the alert the create made"
-        assert events[kind]["dedup_key"] == ALIAS
+        assert events[kind]["dedup_key"] == subject["id"] == create["dedup_key"]
     assert events["opsgenie_api.acknowledge"]["actor"] == "ann"
     assert events["opsgenie_api.note"]["note"] == "cleaning /var/log"
     assert events["opsgenie_api.close"]["note"] == "done"
@@ -124,7 +125,8 @@ def test_the_sdk_learns_the_alert_id_from_the_request_status_and_closes_by_id(do
     events = events_by_kind(door, 3)
     create = events["opsgenie_api.create"]
     assert create["subject"]["id"] == alert_id and create["priority"] == "P3", "Opsgenie's default priority"
-    assert create["dedup_key"], "an alert created without an alias is given one, as Opsgenie does"
+    assert create["identifiers"]["opsgenie_api_alias"], "an alias-less create is given one, as by Opsgenie"
+    assert events["opsgenie_api.close"]["dedup_key"] == create["dedup_key"] == alert_id, "one alert, by id or alias"
     assert events["opsgenie_api.close"]["subject"] == create["subject"]
     assert events["opsgenie_api.acknowledge"]["subject"] == create["subject"]
 

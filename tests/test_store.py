@@ -14,7 +14,7 @@ import pytest
 
 from alertbridge.events import Event, Expected
 from alertbridge.store import Store, open_store
-from alertbridge.store.base import Attempt, AttemptResult, Decided, Delivery, NewDelivery
+from alertbridge.store.base import Attempt, AttemptResult, Decided, Delivery, Episode, EpisodeStep, NewDelivery
 
 from .backends import POSTGRES
 
@@ -653,3 +653,108 @@ async def test_both_backends_give_users_and_integrations_in_the_same_order(store
         ("a", "slack"),
         ("b", "pagerduty"),
     ]
+
+
+def moves(n: int, was: Episode, now: Episode, alert: str = "dedup:db-down") -> EpisodeStep:
+    return EpisodeStep("default", alert, event(n).id, was, now)
+
+
+async def test_an_alert_moves_through_its_episodes_only_from_where_the_router_read_it(store: Store) -> None:
+    """An episode step is recorded with its event's decision, and only from the state it was decided
+    on: a second decision made from the same reading (routing the same alert's event twice) is not
+    recorded, its event stays to be routed again, and the alert is not moved twice."""
+    alert = "dedup:db-down"
+    assert await store.episode("default", alert) == Episode()
+    await store.add_events([event(n) for n in range(1, 6)])
+    opened = Episode(1, True)
+    (first,) = await store.record_decisions(
+        [Decided(event(1).id, "routed", [], [], None, moves(1, Episode(), opened))], 2
+    )
+    assert first == []
+    assert await store.episode("default", alert) == opened
+    again = moves(2, Episode(), opened)  # decided on the reading before the first was recorded
+    assert await store.record_decisions(
+        [Decided(event(2).id, "routed", [], [delivery(2, event(2).id)], None, again)], 3
+    ) == [None]
+    assert await store.episode("default", alert) == opened
+    row = await store.get_event(event(2).id)
+    assert row is not None and row.status == "received"
+    assert await store.list_deliveries(event_id=event(2).id) == []
+
+    closed, reopened = Episode(1, False), Episode(2, True)
+    assert await store.record_decisions(
+        [Decided(event(3).id, "routed", [], [], None, moves(3, opened, closed))], 4
+    ) == [[]]
+    assert await store.record_decisions(
+        [Decided(event(4).id, "routed", [], [], None, moves(4, closed, reopened))], 5
+    ) == [[]]
+    assert await store.episode("default", alert) == reopened
+    stale = moves(5, closed, reopened)  # a second router that read it closed: no third episode
+    assert await store.record_decisions([Decided(event(5).id, "routed", [], [], None, stale)], 6) == [None]
+    assert await store.episode("default", alert) == reopened
+    assert await store.episode("other-org", alert) == Episode()
+    assert await store.episode("default", "dedup:another") == Episode()
+
+
+async def test_a_batchs_steps_of_one_alert_follow_from_each_other(store: Store) -> None:
+    """In one batch, each step starts where the one before it left the alert; a step that is not
+    recorded leaves the ones that followed from it unrecorded too, and the rest of the batch as usual."""
+    await store.add_events([event(n) for n in range(1, 7)])
+    opened, closed, reopened = Episode(1, True), Episode(1, False), Episode(2, True)
+    batch = [
+        Decided(event(1).id, "routed", [], [], None, moves(1, Episode(), opened)),
+        Decided(event(2).id, "routed", [], [], None, moves(2, opened, closed)),
+        Decided(event(3).id, "routed", [], [], None, moves(3, closed, reopened)),
+    ]
+    assert await store.record_decisions(batch, 2) == [[], [], []]
+    assert await store.episode("default", "dedup:db-down") == reopened
+    stale = [
+        Decided(event(4).id, "routed", [], [], None, moves(4, opened, closed)),  # read before events 2 and 3's
+        Decided(event(5).id, "routed", [], [], None, moves(5, closed, reopened)),  # follows from event 4's
+        Decided(event(6).id, "routed", [], [delivery(6, event(6).id)], None, moves(6, Episode(), opened, "dedup:x")),
+    ]
+    assert await store.record_decisions(stale, 3) == [None, None, [None]]
+    assert await store.episode("default", "dedup:db-down") == reopened
+    assert await store.episode("default", "dedup:x") == opened
+    statuses = [row.status for row in [await store.get_event(event(n).id) for n in (4, 5, 6)] if row]
+    assert statuses == ["received", "received", "routed"]
+
+
+async def test_two_replicas_opening_the_same_episode_at_once_open_it_once(store: Store, replica: Store) -> None:
+    """Two routers that read the alert closed and each decided an event opens episode 2 (the same
+    event routed twice, or two fires): one is recorded, the other is routed again."""
+    await store.add_events([event(n) for n in range(1, 5)])
+    opened, closed, reopened = Episode(1, True), Episode(1, False), Episode(2, True)
+    await store.record_decisions([Decided(event(1).id, "routed", [], [], None, moves(1, Episode(), opened))], 1)
+    await store.record_decisions([Decided(event(2).id, "routed", [], [], None, moves(2, opened, closed))], 2)
+    first, second = await asyncio.gather(
+        store.record_decisions(
+            [Decided(event(3).id, "routed", [], [delivery(3, event(3).id)], None, moves(3, closed, reopened))], 3
+        ),
+        replica.record_decisions(
+            [Decided(event(4).id, "routed", [], [delivery(4, event(4).id)], None, moves(4, closed, reopened))], 3
+        ),
+    )
+    assert sorted([first[0] is None, second[0] is None]) == [False, True]
+    assert await replica.episode("default", "dedup:db-down") == reopened
+    assert len([d for d in await store.list_deliveries() if d.event_id in (event(3).id, event(4).id)]) == 1
+
+
+async def test_a_decision_whose_episode_step_is_not_recorded_gives_back_the_echo_it_took(store: Store) -> None:
+    """The echo and the episode step are recorded together or not at all: the expectation stays open
+    for the event when it is routed again."""
+    _, echo_id = await _expecting(store, 1)
+    await store.add_events([event(2), event(3)])
+    await store.record_decisions(
+        [Decided(event(2).id, "routed", [], [], None, moves(2, Episode(), Episode(1, True)))], 2
+    )
+    suppressed = [{"result": "echo suppressed"}]
+    lost = Decided(event(3).id, "suppressed", suppressed, [], echo_id, moves(3, Episode(), Episode(1, True)))
+    assert await store.record_decisions([lost], 3) == [None]
+    assert [
+        int(r["id"])
+        for r in await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0)
+    ] == [echo_id]
+    retried = Decided(event(3).id, "suppressed", suppressed, [], echo_id, moves(3, Episode(1, True), Episode(1, False)))
+    assert await store.record_decisions([retried], 4) == [[]]
+    assert await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0) == []

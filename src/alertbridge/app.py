@@ -153,6 +153,7 @@ def build_loops(
         on_deliveries=dispatcher.wake,
         clock=services.clock,
         ignore_actors={e.name: e.ignore_actors for e in config.endpoints},
+        episodes={e.name: e.episodes.effects() for e in config.endpoints if e.episodes is not None},
         echo_systems=echo_systems,
         echo_window=config.delivery.echo_window,
         teams=teams,

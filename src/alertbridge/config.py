@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from alertbridge.events import EpisodeEffect
 
 DEFAULT_ORG = "default"
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -128,6 +130,25 @@ class ServerConfig(Model):
     _ingest_timeout = field_validator("ingest_timeout", mode="before")(lambda v: parse_duration(v))
 
 
+class EpisodesConfig(Model):
+    """Which event kinds open an alert's episode and which close it, for an endpoint whose source
+    cannot know (the generic source), or to change what its source declares (`{}` turns them off)."""
+
+    open: list[str] = []
+    close: list[str] = []
+
+    @model_validator(mode="after")
+    def _apart(self) -> EpisodesConfig:
+        both = sorted(set(self.open) & set(self.close))
+        if both:
+            raise ValueError(f"a kind cannot both open and close an episode: {', '.join(both)}")
+        return self
+
+    def effects(self) -> dict[str, EpisodeEffect]:
+        """Event kind → what it does to its alert's episode."""
+        return {**dict.fromkeys(self.open, "open"), **dict.fromkeys(self.close, "close")}
+
+
 class EndpointConfig(BaseModel):
     """A configured instance of a source. Unknown keys are the source's own settings."""
 
@@ -143,6 +164,8 @@ class EndpointConfig(BaseModel):
     # Changes made by these users (id or name) are alertbridge's own, come back as webhooks:
     # they are stored and not routed (seed 002's PAGERDUTY_USER). Links catch echoes without it.
     ignore_actors: list[str] = []
+    # Which kinds open and close an alert episode, instead of what the source declares (None).
+    episodes: EpisodesConfig | None = None
 
     @field_validator("path")
     @classmethod

@@ -55,6 +55,7 @@ async def preview(config: Config, url: str, events: Sequence[Event], clock: Call
                 on_deliveries=lambda: None,
                 clock=clock,
                 ignore_actors={e.name: e.ignore_actors for e in config.endpoints},
+                episodes={e.name: e.episodes.effects() for e in config.endpoints if e.episodes is not None},
                 echo_systems={e.source for e in config.endpoints},
                 echo_window=config.delivery.echo_window,
                 teams=TeamDirectory(config),

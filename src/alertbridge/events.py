@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")  # P1 is the highest
 URGENCIES = ("high", "low")  # high is the higher
 SEVERITIES = ("critical", "error", "warning", "info")  # critical is the highest
+
+# What an event does to its alert's episode: an alert that resolves and fires again is a new episode,
+# which pages again (`key:` values are per episode). Sources declare it per kind (`Source.episodes`).
+EpisodeEffect = Literal["open", "close"]
 
 
 class Subject(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -62,6 +66,9 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     # Why the endpoint keeps this event without routing it (a filter of its own, e.g. a PagerDuty
     # integration key): stored and answered like any, its trace says this, and nothing is sent.
     filtered: str | None = None
+    # The alert's episode (1, 2, …), set by the router, not by sources, and only for the events of a
+    # source or endpoint that declares episodes; the decision trace records it.
+    episode: int | None = None
     raw: Any = None
 
 

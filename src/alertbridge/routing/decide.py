@@ -12,6 +12,7 @@ from typing import Any
 
 from alertbridge.events import Event
 from alertbridge.ids import new_id
+from alertbridge.routing.episodes import per_episode
 from alertbridge.routing.routes import Route
 from alertbridge.sources import refs
 from alertbridge.store.base import NewDelivery
@@ -94,7 +95,7 @@ def _plan(
         if templates.context["links"].misses:  # a template asked for a link that is not there (yet)
             waiting, fields = _needs_link(event, target, action.action, fields)
         key = (
-            f"key:{templates.render(action.key, f'{where}.key')}"
+            per_episode(f"key:{templates.render(action.key, f'{where}.key')}", event.episode)
             if action.key
             else f"event:{event.id}:{route.name}:{index}"
         )

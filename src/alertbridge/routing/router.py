@@ -5,7 +5,9 @@ at the store every half second anyway, so events stored by another process (`ale
 or left over from a crash are routed too. Events are claimed for a lease while they are routed,
 so replicas sharing a database do not route the same event at once.
 A batch's decisions are recorded in one transaction; routing the same event twice (a crash in
-between) writes nothing new because delivery keys are unique.
+between) writes nothing new because delivery keys are unique. An event that opens or closes an
+alert's episode moves the alert in that transaction too, and only from where the router read it
+(`routing/episodes.py`), so that routing it twice cannot open two episodes.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
+import msgspec
+
 from alertbridge import logs
-from alertbridge.events import Event, fingerprint
+from alertbridge.events import EpisodeEffect, Event, fingerprint
 from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
+from alertbridge.routing.episodes import advance, alert_of
 from alertbridge.routing.teams import TeamDirectory
-from alertbridge.sources import change_of, refs, through_api
-from alertbridge.store.base import Decided, Routing
+from alertbridge.sources import change_of, episodes_of, refs, through_api
+from alertbridge.store.base import Decided, Episode, EpisodeStep, Routing
 from alertbridge.targets import ConfiguredTarget
 
 log = logs.get("alertbridge.router")
@@ -48,6 +53,7 @@ class Router:
         echo_window: float = 600.0,
         teams: TeamDirectory | None = None,
         lease: float = 30.0,
+        episodes: Mapping[str, Mapping[str, EpisodeEffect]] | None = None,
     ) -> None:
         self.teams = teams
         self.lease = lease  # how long other replicas leave an event this router claimed
@@ -59,6 +65,8 @@ class Router:
         }
         self.echo_systems = frozenset(echo_systems)
         self.echo_window = echo_window
+        # Endpoint → the kinds that open and close episodes, where its `episodes:` replaces its source's.
+        self.episodes = dict(episodes or {})
         # Links are looked up only when some template can use them: most setups never pay the read.
         self.uses_links = _mentions_links(rules, targets)
         self.metrics = metrics
@@ -70,11 +78,21 @@ class Router:
     def wake(self) -> None:
         self._wake.set()
 
-    def endpoint_changed(self, name: str, source: str | None, ignore_actors: Collection[str] = ()) -> None:
-        """An endpoint saved through the API (source None: removed): whose changes are our own echoes."""
+    def endpoint_changed(
+        self,
+        name: str,
+        source: str | None,
+        ignore_actors: Collection[str] = (),
+        episodes: Mapping[str, EpisodeEffect] | None = None,
+    ) -> None:
+        """An endpoint saved through the API (source None: removed): whose changes are our own echoes,
+        and its own episode kinds, if it sets them."""
+        self.episodes.pop(name, None)
         if source is None:
             self.ignore_actors.pop(name, None)
             return
+        if episodes is not None:
+            self.episodes[name] = episodes
         self.ignore_actors[name] = frozenset(a.casefold() for a in ignore_actors if a)
         self.echo_systems = self.echo_systems | {source}
 
@@ -102,20 +120,27 @@ class Router:
         events = await self.store.unrouted_events(BATCH, self.clock(), self.lease)
         if not events:
             return 0
-        writes: list[tuple[Event, Decision, int | None]] = []
+        writes: list[tuple[Event, Decision, int | None, EpisodeStep | None]] = []
         used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
+        alerts: dict[tuple[str, str], Episode] = {}  # where this batch's events leave each alert
         for event in events:
-            echo_id, decision = await self._route(event, used)
+            echo_id, decision, moved = await self._route(event, used, alerts)
             if echo_id is not None:
                 used.add(echo_id)
-            writes.append((event, decision, echo_id))
+            writes.append((event, decision, echo_id, moved))
         results = await self.store.record_decisions(
-            [Decided(e.id, d.status, d.trace, d.deliveries, echo_id) for e, d, echo_id in writes], self.clock()
+            [Decided(e.id, d.status, d.trace, d.deliveries, echo_id, moved) for e, d, echo_id, moved in writes],
+            self.clock(),
         )
         created = 0
-        for (event, decision, echo_id), existing in zip(writes, results, strict=True):
-            if existing is None:  # another replica's webhook took that expectation first: route it again
-                log.info("echo_taken_meanwhile", event_id=event.id, expectation=echo_id)
+        for (event, decision, echo_id, moved), existing in zip(writes, results, strict=True):
+            if existing is None:  # another replica took that expectation first, or moved the alert: again
+                log.info(
+                    "routed_meanwhile",
+                    event_id=event.id,
+                    expectation=echo_id,
+                    alert=moved.alert if moved else None,
+                )
                 self._wake.set()
                 continue
             created += sum(1 for x in existing if x is None)
@@ -136,16 +161,44 @@ class Router:
         """What routing would decide for this event now, writing nothing (`send --dry-run`)."""
         return (await self._route(event))[1]
 
-    async def _route(self, event: Event, used: Collection[int] = ()) -> tuple[int | None, Decision]:
-        """The decision for one event: our own echo suppressed, else the routes' (the expectation it used)."""
+    async def _route(
+        self, event: Event, used: Collection[int] = (), alerts: MutableMapping[tuple[str, str], Episode] | None = None
+    ) -> tuple[int | None, Decision, EpisodeStep | None]:
+        """The decision for one event: our own echo suppressed, else the routes' (the expectation it
+        used), and the step it takes in its alert's episodes. An echo moves the alert too: an alert we
+        closed is closed."""
         if event.filtered:  # the source kept it from routing (an endpoint's integration filter)
-            return None, Decision("suppressed", [{"result": "not routed", "why": event.filtered}])
+            return None, Decision("suppressed", [{"result": "not routed", "why": event.filtered}]), None
+        event, moved, episode = await self._episode(event, {} if alerts is None else alerts)
         echo_id, decision, step = await self._echo(event, used)
         if decision is None:
             decision = await self._decide(event)
             if step is not None:
                 decision.trace.insert(0, step)
-        return echo_id, decision
+        if episode is not None:  # last: the steps before it keep their places (an echo's comes first)
+            decision.trace.append(episode)
+        return echo_id, decision, moved
+
+    async def _episode(
+        self, event: Event, alerts: MutableMapping[tuple[str, str], Episode]
+    ) -> tuple[Event, EpisodeStep | None, dict[str, Any] | None]:
+        """The event in its alert's episode (`event.episode`), the step it takes there (if it opens or
+        closes one), and the trace step that says which episode and why. `alerts`: where the batch's
+        earlier events left each alert, since their steps are recorded with the batch."""
+        kinds = self.episodes.get(event.endpoint)
+        if kinds is None:
+            kinds = episodes_of(event.source)
+        alert = alert_of(event) if kinds else None
+        if alert is None:
+            return event, None, None
+        key = (event.org, alert)
+        was = alerts[key] if key in alerts else await self.store.episode(event.org, alert)
+        effect = kinds.get(event.kind)
+        number, now, why = advance(was, effect, event.kind)
+        alerts[key] = now
+        moved = EpisodeStep(event.org, alert, event.id, was, now) if effect else None
+        trace = {"result": f"episode {number} of alert {alert}", "why": why, "episode": number, "alert": alert}
+        return msgspec.structs.replace(event, episode=number), moved, trace
 
     async def _decide(self, event: Event) -> Decision:
         original = None

@@ -53,7 +53,8 @@ class Live:
     def put_endpoint(self, item: EndpointConfig) -> None:
         """Serve an endpoint (replacing the one of the same name, wherever its path was)."""
         self.remove_endpoint(item.name)
-        self.router.endpoint_changed(item.name, item.source, item.ignore_actors)
+        episodes = item.episodes.effects() if item.episodes is not None else None
+        self.router.endpoint_changed(item.name, item.source, item.ignore_actors, episodes)
         self.dispatcher.watch(item.source)
         self.endpoints()[item.path] = endpoint_of(item, self.config, self.clock)
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from alertbridge import events
 from alertbridge.config import Config, Located, errors_of
-from alertbridge.events import Event
+from alertbridge.events import EpisodeEffect, Event
 from alertbridge.sources import (
     agent,
     alertmanager,
@@ -76,6 +76,7 @@ CLAIM_KINDS: dict[str, str] = {claim.key: claim.identifier for claim in CLAIMS} 
 DEFAULT_PRIORITY: tuple[str, ...] = tuple(CLAIM_KINDS.values())
 ALIASES: dict[str, tuple[str, str]] = {k: v for s in REGISTRY.values() for k, v in s.aliases.items()}
 CHANGES: dict[str, str] = {k: v for s in REGISTRY.values() for k, v in s.changes.items()}
+EPISODES: dict[str, Mapping[str, EpisodeEffect]] = {name: s.episodes for name, s in REGISTRY.items() if s.episodes}
 THROUGH_API: dict[str, str] = {k: v for s in REGISTRY.values() for k, v in s.through_api.items()}
 EXAMPLE_CLAIM = slack.SOURCE.claims[0]  # the one error messages show (seed 004's docs use it)
 INTEGRATIONS: dict[str, Source] = {s.integration.kind: s for s in REGISTRY.values() if s.integration}
@@ -103,6 +104,11 @@ def refs(event: Event) -> list[tuple[str, str, str]]:
 def change_of(event: Event) -> str | None:
     """The change the event reports, in the words every system shares, if a source declares it."""
     return CHANGES.get(event.kind)
+
+
+def episodes_of(source: str) -> Mapping[str, EpisodeEffect]:
+    """Event kind → what it does to its alert's episode, as the source declares (empty: no episodes)."""
+    return EPISODES.get(source, {})
 
 
 def through_api(event: Event) -> bool:

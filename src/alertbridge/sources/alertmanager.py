@@ -248,4 +248,10 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     return parse_group(request, endpoint)
 
 
-SOURCE = Source(name="alertmanager", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="alertmanager",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    episodes={"alertmanager.firing": "open", "alertmanager.resolved": "close"},
+)

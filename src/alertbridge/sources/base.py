@@ -14,7 +14,7 @@ import msgspec
 from pydantic import BaseModel
 
 from alertbridge.config import EndpointConfig
-from alertbridge.events import Event
+from alertbridge.events import EpisodeEffect, Event
 from alertbridge.ids import new_id
 
 
@@ -122,6 +122,10 @@ class Source:
     # Event kind → the change in shared words (created, annotated, resolved…), so that a change
     # alertbridge made is recognised when the system reports it back (echo suppression).
     changes: Mapping[str, str] = field(default_factory=dict)
+    # Event kind → whether it opens or closes an episode of the alert it is about (its `dedup_key`,
+    # else its subject): an alert that resolves and fires again is a new episode, and `key:` values
+    # are per episode, so it pages again. An endpoint's `episodes:` replaces this (the generic source).
+    episodes: Mapping[str, EpisodeEffect] = field(default_factory=dict)
     # identifier → value (case-folded) meaning the change came through an API (ours among them), so
     # the actor name the event gives may not be the one we sent and proves nothing against an echo.
     through_api: Mapping[str, str] = field(default_factory=dict)

@@ -124,4 +124,10 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     return parse_group(request, endpoint, _grafana_fields)
 
 
-SOURCE = Source(name="grafana", settings=Settings, parse=parse, verify=verify)
+SOURCE = Source(
+    name="grafana",
+    settings=Settings,
+    parse=parse,
+    verify=verify,
+    episodes={"grafana.firing": "open", "grafana.resolved": "close"},
+)

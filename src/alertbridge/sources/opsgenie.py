@@ -226,6 +226,8 @@ SOURCE = Source(
         "alert.note_added": "annotated",
         "alert.closed": "resolved",
     },
+    # A closed (or deleted) alert whose alias fires again is a new alert: a new episode.
+    episodes={"alert.created": "open", "alert.closed": "close", "alert.deleted": "close"},
     # Opsgenie's `source.type` is `API` for changes made through its API, ours among them: there the
     # name it gives may not be the `user` we sent, so a different name proves nothing.
     through_api={"opsgenie_source_type": "api"},

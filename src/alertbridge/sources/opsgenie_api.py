@@ -308,7 +308,7 @@ def _create(body: dict[str, Any], endpoint: Endpoint) -> Event:
         actor=user,
         actor_name=user,
         note=note,
-        dedup_key=alias,
+        dedup_key=alert,  # one per alias, and known to a request by id too (episodes, targets' dedup)
         labels={k: v for k, v in details.items() if k},
         identifiers=_identifiers(alert, alias, requested, entity, source),
         raw=body,
@@ -346,7 +346,7 @@ def _act(what: str, identifier: str, request: Incoming, body: dict[str, Any], en
         actor=user,
         actor_name=user,
         note=note,
-        dedup_key=alias,
+        dedup_key=alert,
         identifiers=_identifiers(alert, alias, request_id(endpoint.org, alert, what), None, source),
         raw=body,
     )
@@ -391,6 +391,7 @@ SOURCE = Source(
     handshake=handshake,
     methods=frozenset({"GET", "POST"}),
     aliases={"opsgenie_api_alias": ("opsgenie_api", "alert_alias")},
+    episodes={"opsgenie_api.create": "open", "opsgenie_api.close": "close"},
     subpaths=True,
     answer=answer,
     refusal=refusal,

@@ -26,6 +26,33 @@ class Decided:
     trace: list[dict[str, Any]]
     deliveries: Sequence[NewDelivery]
     echo_id: int | None = None  # the expected echo this event turned out to be
+    episode: EpisodeStep | None = None  # what the event did to its alert's episode, if it opens or closes one
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Where an alert is in its episodes: the latest one's number (0: none yet) and whether it is open."""
+
+    number: int = 0
+    open: bool = False
+
+    @property
+    def state(self) -> str:
+        return "open" if self.open else "closed"
+
+
+@dataclass(frozen=True)
+class EpisodeStep:
+    """An event that opens or closes an episode moves its alert (org, `alert`) from `was`, as the
+    router read it, to `now`. It is recorded with the event's decision, and only if the alert is still
+    at `was`: two routers that read the same state cannot both open an episode, and a crash before the
+    decision is recorded leaves no step behind to be taken twice."""
+
+    org: str
+    alert: str
+    event_id: str
+    was: Episode
+    now: Episode
 
 
 @dataclass(frozen=True)
@@ -215,8 +242,9 @@ class Routing(Protocol):
     async def unrouted_events(self, limit: int, now: float | None = None, lease: float = 30.0) -> list[Event]: ...
     # One transaction for a routing batch: either every decision is recorded or none is. Per decision,
     # its deliveries' existing ids (None: new), or None for one not recorded: it names an expected echo
-    # that another decision (another replica's, or an earlier one of the batch) took first. That event
-    # is left unrouted (its claim released) and is routed again against the expectations still open.
+    # that another decision (another replica's, or an earlier one of the batch) took first, or its
+    # episode step starts from a state its alert has left meanwhile. That event is left unrouted (its
+    # claim released) and is routed again against the expectations and episodes as they are now.
     async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]: ...
     async def get_event(self, event_id: str, org: str | None = None) -> EventRow | None: ...
     async def links_of(self, org: str, refs: Sequence[Ref]) -> list[Ref]: ...
@@ -224,6 +252,8 @@ class Routing(Protocol):
     # first; the router decides which (if any) a webhook is the echo of.
     async def open_echoes(self, org: str, refs: Sequence[Ref], change: str, since: float) -> list[dict[str, Any]]: ...
     async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]: ...
+    # Where the alert is in its episodes (Episode() for one never seen); `record_decisions` moves it.
+    async def episode(self, org: str, alert: str) -> Episode: ...
 
 
 class Outbox(Protocol):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alertbridge.store import sql
-from alertbridge.store.base import Attempt, Delivery, EventRow, SavedObject
+from alertbridge.store.base import Attempt, Delivery, Episode, EventRow, SavedObject
 
 CONFIG_CHANNEL = "alertbridge_config"  # endpoints, targets or integrations saved through the API
 
@@ -45,6 +45,11 @@ class SQLStore(ABC):
     async def _exec_one(
         self, statement: str, params: Mapping[str, Any], notify: str | None = None
     ) -> sql.Row | None: ...
+
+    # ---- the router
+
+    async def episode(self, org: str, alert: str) -> Episode:
+        return sql.episode(await self._one(self.q.episode, {"org": org, "alert": alert}))
 
     # ---- operators
 

@@ -639,7 +639,8 @@ class PostgresStore(SQLStore):
         no longer matches. A decision whose expectation was taken is not recorded: its event is left
         to be routed again, when the expectations still open (another of the same change, or none)
         decide it. That is simpler than locking the rows from the router's read to this write, which
-        would hold a transaction open across the whole routing of a batch."""
+        would hold a transaction open across the whole routing of a batch. An alert's episode step is
+        taken the same way: only from the state the router read, else the event is routed again."""
 
         async def write(conn: Conn) -> list[list[str | None] | None]:
             wanted: dict[int, str] = {}  # expectation -> the first decision of the batch to name it
@@ -661,6 +662,14 @@ class PostgresStore(SQLStore):
                 )
                 taken = {row["id"] for row in await cursor.fetchall()}
                 lost |= {event_id for echo_id, event_id in wanted.items() if echo_id not in taken}
+            for d in decisions:  # in order: a batch's steps of one alert follow from each other
+                if d.episode is None or d.event_id in lost:
+                    continue
+                cursor = await conn.execute(Q.episode_step, sql.episode_params(d.episode, now))
+                if not cursor.rowcount:  # the alert moved since the router read it
+                    lost.add(d.event_id)
+                    if d.echo_id is not None:
+                        await conn.execute(Q.release_echo, {"id": d.echo_id, "event_id": d.event_id})
             kept = [d for d in decisions if d.event_id not in lost]
             flat = await _insert_deliveries(conn, [n for d in kept for n in d.deliveries])
             recorded: dict[str, list[str | None]] = {}

@@ -262,6 +262,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE echoes ADD COLUMN actor text;
         """,
     ),
+    (
+        13,
+        # Where each alert is in its episodes (fired, resolved, fired again): the latest episode's
+        # number and whether it is open, and the event that last moved it.
+        """
+        CREATE TABLE episodes (
+            org text NOT NULL,
+            alert text NOT NULL,
+            number integer NOT NULL,
+            state text NOT NULL,
+            event_id text NOT NULL,
+            updated_at double precision NOT NULL,
+            PRIMARY KEY (org, alert)
+        );
+        """,
+    ),
 ]
 
 

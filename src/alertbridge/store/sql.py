@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from alertbridge import events as ev
-from alertbridge.store.base import ECHO_COLUMNS, NOT_A_REACTION, Delivery, EventRow, Ref
+from alertbridge.store.base import ECHO_COLUMNS, NOT_A_REACTION, Delivery, Episode, EpisodeStep, EventRow, Ref
 
 Row = Any  # a row read by column name: sqlite3.Row or psycopg's dict_row
 Decode = Callable[[Any], Any]  # a JSON column's value as stored → Python
@@ -75,6 +75,18 @@ class Statements:
         " UNION SELECT a_system, a_type, a_id FROM links"
         " WHERE org = :org AND b_system = :system AND b_type = :type AND b_id = :id"
     )
+
+    # An alert's episodes: read before routing, moved with the decision only from the state read.
+    episode: str = "SELECT number, state FROM episodes WHERE org = :org AND alert = :alert"
+    episode_step: str = (
+        "INSERT INTO episodes (org, alert, number, state, event_id, updated_at)"
+        " VALUES (:org, :alert, :number, :state, :event_id, :now)"
+        " ON CONFLICT (org, alert) DO UPDATE SET number = excluded.number, state = excluded.state,"
+        " event_id = excluded.event_id, updated_at = excluded.updated_at"
+        " WHERE episodes.number = :was_number AND episodes.state = :was_state"
+    )
+    # An echo a decision took, given back because the decision is not recorded after all.
+    release_echo: str = "UPDATE echoes SET consumed_by = NULL WHERE id = :id AND consumed_by = :event_id"
 
     # ---- the dispatcher
     holder: str = "SELECT id FROM deliveries WHERE org = :org AND idempotency_key = :key"
@@ -242,6 +254,26 @@ def event_row(row: Row, decode: Decode) -> EventRow:
         trace=decode(row["trace"]) if row["trace"] else None,
         routed_at=row["routed_at"],
     )
+
+
+def episode(row: Row | None) -> Episode:
+    """An alert's episode row (or none) as the router reads it."""
+    return Episode(row["number"], row["state"] == "open") if row else Episode()
+
+
+def episode_params(step: EpisodeStep, now: float) -> dict[str, Any]:
+    """The parameters of `Statements.episode_step`: the step is taken only from `was`. A row never has
+    number 0, so an alert the router saw without one is inserted only if still without one."""
+    return {
+        "org": step.org,
+        "alert": step.alert,
+        "number": step.now.number,
+        "state": step.now.state,
+        "event_id": step.event_id,
+        "now": now,
+        "was_number": step.was.number,
+        "was_state": step.was.state,
+    }
 
 
 def link_params(org: str, a: Ref, b: Ref, delivery_id: str, now: float) -> dict[str, Any]:

@@ -321,6 +321,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE echoes ADD COLUMN actor TEXT;
         """,
     ),
+    (
+        13,
+        # Where each alert is in its episodes (fired, resolved, fired again): the latest episode's
+        # number and whether it is open, and the event that last moved it.
+        """
+        CREATE TABLE episodes (
+            org TEXT NOT NULL,
+            alert TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (org, alert)
+        );
+        """,
+    ),
 ]
 
 
@@ -780,16 +796,22 @@ class SQLiteStore(SQLStore):
 
     async def record_decisions(self, decisions: Sequence[Decided], now: float) -> list[list[str | None] | None]:
         """One transaction in the writer thread. An expected echo is taken only while still open, so
-        two decisions naming it suppress one event; the other is left unrouted, to be routed again."""
+        two decisions naming it suppress one event, and an episode step only from the state the router
+        read; a decision that loses either is left unrouted, to be routed again."""
 
         def write(conn: sqlite3.Connection) -> list[list[str | None] | None]:
             results: list[list[str | None] | None] = []
             for decided in decisions:
-                if decided.echo_id is not None:
-                    taken = conn.execute(Q.consume_echo, {"event_id": decided.event_id, "id": decided.echo_id}).rowcount
-                    if not taken:
-                        results.append(None)
-                        continue
+                echo = {"event_id": decided.event_id, "id": decided.echo_id}
+                if decided.echo_id is not None and not conn.execute(Q.consume_echo, echo).rowcount:
+                    results.append(None)
+                    continue
+                step = decided.episode
+                if step is not None and not conn.execute(Q.episode_step, sql.episode_params(step, now)).rowcount:
+                    if decided.echo_id is not None:
+                        conn.execute(Q.release_echo, echo)
+                    results.append(None)
+                    continue
                 existing = _insert_deliveries(conn, decided.deliveries)
                 trace = mark_done(decided.trace, decided.deliveries, existing)
                 conn.execute(
