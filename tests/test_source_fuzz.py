@@ -29,6 +29,7 @@ KEYS_TEXT = (
     "note title agent channel ts event_ts event_time item team team_id user text actions value container "
     "message_ts view callback_id trigger_id repository full_name issue pull_request comment number html_url "
     "incident incident_key service summary priority urgency status assignees assignments assignee "
+    "routing_key event_action dedup_key client client_url links images href src component group class "
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
     "integrationName alertFlowContext requestId updatedAt createdAt priorityName statusName assignedTo "
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind"
@@ -37,7 +38,8 @@ VALUES_TEXT = (
     "incident.triggered incident.acknowledged incident.resolved incident.annotated incident.trigger "
     "ticket:created ticket:updated app:installation Create Acknowledge AddNote Close "
     "public_incident.incident_created_v2 public_alert.alert_created_v1 app_mention message "
-    "block_actions event_callback url_verification P1 high critical"
+    "block_actions event_callback url_verification P1 high critical trigger acknowledge resolve "
+    "R0UT1NGKEY0000000000000000000001"
 )
 KEYS, VALUES = KEYS_TEXT.split(), VALUES_TEXT.split()
 
@@ -77,6 +79,7 @@ SECRETS: dict[str, dict[str, Any]] = {
         },
     },
     "agent": {"secret": "s"},
+    "pagerduty_events": {"routing_keys": ["R0UT1NGKEY0000000000000000000001"]},
 }
 HEADERS: dict[str, list[dict[str, str]]] = {
     "github": [{"x-github-event": name} for name in ("issues", "pull_request", "issue_comment", "push", "ping")],
@@ -148,6 +151,18 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
     ],
     "generic": [({"kind": "k", "id": "1"}, path) for path in ("service", "assignees", "team", "title")],
     "agent": [({"event_id": "E1", "note": "n"}, path) for path in ("note", "event_id", "title", "agent")],
+    "pagerduty_events": [
+        (
+            {
+                "routing_key": "R0UT1NGKEY0000000000000000000001",
+                "event_action": "trigger",
+                "payload": {"summary": "s", "source": "h", "severity": "critical"},
+            },
+            path,
+        )
+        for path in ("payload", "payload.summary", "payload.severity", "event_action", "dedup_key", "links", "images")
+    ]
+    + [({"routing_key": "R0UT1NGKEY0000000000000000000001", "event_action": "trigger"}, "client_url")],
 }
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from alertbridge import events
 from alertbridge.config import Config, Located, errors_of
 from alertbridge.events import Event
-from alertbridge.sources import agent, generic, github, incidentio, opsgenie, pagerduty, slack, thena
+from alertbridge.sources import agent, generic, github, incidentio, opsgenie, pagerduty, pagerduty_events, slack, thena
 from alertbridge.sources.base import (
     Accepted,
     BadPayload,
@@ -40,7 +40,7 @@ __all__ = [
     "names",
 ]
 
-_MODULES = (thena, pagerduty, opsgenie, slack, github, incidentio, generic, agent)
+_MODULES = (thena, pagerduty, opsgenie, slack, github, incidentio, generic, agent, pagerduty_events)
 REGISTRY: dict[str, Source] = {module.SOURCE.name: module.SOURCE for module in _MODULES}
 
 # What the sources declare, gathered once. Claims in their lookup order (seed 004's: the most
