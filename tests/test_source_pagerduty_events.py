@@ -392,3 +392,36 @@ def test_the_routing_key_is_in_no_event_log_or_answer(server: Server) -> None:
     logs = server.logs()
     assert "refused" in logs
     assert KEY not in logs and UNKNOWN_KEY not in logs
+
+
+def test_keys_saved_through_the_admin_api_are_sealed_and_live(server_factory: Any) -> None:
+    secret_key = "a secret key of at least thirty-two characters"
+    server = server_factory(CONFIG, {**ENV, "ALERTBRIDGE_SECRET_KEY": secret_key})
+    made = server.cli("tokens", "create", "--org", "default", "--role", "admin", "--name", "ops").stdout.strip()
+    admin = {"Authorization": f"Bearer {made}"}
+    fresh, bare = "A1b2C3d4E5f6A7b8C9d0E1f2A3b4C5d6", "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    endpoint = {
+        "name": "pd-saved",
+        "source": "pagerduty_events",
+        "path": "/saved",
+        "routing_keys": [{"key": fresh, "name": "checkout", "service": "checkout-api"}, bare],
+    }
+    saved = server.client.post("/api/v1/endpoints", json=endpoint, headers=admin)
+    assert saved.status_code == 201, saved.text
+    shown = server.client.get("/api/v1/endpoints/pd-saved", headers=admin)
+    assert shown.status_code == 200
+    assert fresh not in saved.text + shown.text and bare not in saved.text + shown.text
+    keys = shown.json()["settings"]["routing_keys"]
+    assert keys[0]["name"] == "checkout" and keys[0]["key"].startswith("••••") and keys[1].startswith("••••")
+    # Live at once, with either key; the events name the key, never show it.
+    assert server.post("/saved/v2/enqueue", trigger(routing_key=fresh, dedup_key="c1")).status_code == 202
+    assert server.post("/saved/v2/enqueue", trigger(routing_key=bare, dedup_key="c2")).status_code == 202
+    assert (
+        server.post("/saved/v2/enqueue", trigger(dedup_key="c3")).status_code == 400
+    )  # the file's key is not this one's
+    wait_until(lambda: len(events_of(server)) == 2, what="two events")
+    names = {e["dedup_key"]: e["identifiers"]["routing_key_name"] for e in events_of(server)}
+    assert names["c1"] == "checkout" and names["c2"].startswith("key-")
+    stored = stored_bytes(server.store)
+    assert fresh.encode() not in stored and bare.encode() not in stored
+    assert fresh not in server.logs() and bare not in server.logs()
