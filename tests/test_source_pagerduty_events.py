@@ -425,3 +425,13 @@ def test_keys_saved_through_the_admin_api_are_sealed_and_live(server_factory: An
     stored = stored_bytes(server.store)
     assert fresh.encode() not in stored and bare.encode() not in stored
     assert fresh not in server.logs() and bare not in server.logs()
+
+
+def test_check_refuses_a_key_that_is_no_integration_key_without_showing_it(server_factory: Any) -> None:
+    short = "not-a-pagerduty-key"
+    server = server_factory(CONFIG, {**ENV, "PD_KEY_OTHER": short}, start=False)
+    result = server.cli("check", "--config", str(server.config), check=False)
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "routing_keys" in said and "32 letters and digits" in said, said
+    assert short not in said
