@@ -244,3 +244,30 @@ def test_ordinary_nesting_is_taken(source: str) -> None:
         parses_or_refuses(source, incoming)
         if headers.get("x-github-event") != "ping":
             assert REGISTRY[source].parse(request(source, skeleton, variant), endpoint(source))
+
+
+# The PagerDuty Events door also takes Events API v1 at a path of its own: the same property there.
+EVENTS_V1_PATH = "/pagerduty_events/generic/2010-04-15/create_event.json"
+EVENTS_V1_SHAPE = {
+    "service_key": "R0UT1NGKEY0000000000000000000001",
+    "event_type": "trigger",
+    "description": "d",
+    "contexts": [{"type": "link", "href": "https://example.com"}],
+}
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), value=documents)
+def test_events_api_v1_odd_values(data: st.DataObject, value: Any) -> None:
+    path = data.draw(st.sampled_from(["contexts", "contexts.0", "contexts.0.type", "event_type", "incident_key"]))
+    document = placed(EVENTS_V1_SHAPE, path, MISSING if data.draw(st.integers(0, 9)) == 0 else value)
+    try:
+        made = REGISTRY["pagerduty_events"].parse(
+            Incoming("POST", EVENTS_V1_PATH, {}, {}, json.dumps(document).encode()),
+            endpoint("pagerduty_events"),
+        )
+    except BadPayload as exc:
+        assert str(exc)
+        return
+    for event in made:
+        assert events.decode(events.encode(event)) == event

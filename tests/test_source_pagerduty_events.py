@@ -435,3 +435,78 @@ def test_check_refuses_a_key_that_is_no_integration_key_without_showing_it(serve
     said = result.stdout + result.stderr
     assert "routing_keys" in said and "32 letters and digits" in said, said
     assert short not in said
+
+
+V1 = "/generic/2010-04-15/create_event.json"
+
+
+def test_events_api_v1_is_served_at_its_generic_path(server: Server) -> None:
+    """Older integrations (a `service_key`) post PagerDuty's Events API v1: answered 200 with the
+    incident_key, as v1 answers, and stored as the same events as v2's."""
+    trigger_v1 = {
+        "service_key": KEY,
+        "event_type": "trigger",
+        "description": "FAILURE for production/HTTP on srv01",
+        "client": "Nagios",
+        "client_url": "https://nagios.example.com",
+        "details": {"ping time": "1500ms"},
+        "contexts": [
+            {"type": "link", "href": "https://nagios.example.com/srv01", "text": "srv01"},
+            {"type": "image", "src": "https://nagios.example.com/srv01.png"},
+        ],
+    }
+    first = server.post("/pd" + V1, trigger_v1)
+    assert first.status_code == 200
+    made = first.json()["incident_key"]
+    assert first.json() == {"status": "success", "message": "Event processed", "incident_key": made}
+    assert len(made) == 36
+    assert server.post("/pd" + V1, trigger_v1).json()["incident_key"] == made  # a resend: the same key
+    for kind in ("acknowledge", "resolve"):
+        answer = server.post("/pd" + V1, {"service_key": KEY, "event_type": kind, "incident_key": made})
+        assert (answer.status_code, answer.json()["incident_key"]) == (200, made)
+    wait_until(lambda: len(events_of(server)) == 3, what="three events")
+    (triggered,) = events_of(server, "pagerduty_events.trigger")
+    assert triggered["title"] == "FAILURE for production/HTTP on srv01"
+    assert triggered["subject"]["id"] == triggered["dedup_key"] == made
+    assert triggered["actor"] == "Nagios" and triggered["url"] == "https://nagios.example.com"
+    assert triggered["identifiers"]["routing_key_name"] == "payments"
+    assert triggered["raw"]["details"] == {"ping time": "1500ms"} and len(triggered["raw"]["contexts"]) == 2
+    assert "service_key" not in triggered["raw"]
+    assert {e["kind"] for e in events_of(server)} == {
+        f"pagerduty_events.{k}" for k in ("trigger", "acknowledge", "resolve")
+    }
+
+    mistakes = [
+        ({}, ["Service key can't be blank", "'event_type' is missing or blank"]),
+        (
+            {"service_key": "abc", "event_type": "trigger"},
+            [
+                "Service key is the wrong length (should be 32 characters)",
+                "'description' is missing or blank",
+            ],
+        ),
+        (
+            {"service_key": KEY, "event_type": "snooze"},
+            ["event_type is invalid (must be one of: trigger acknowledge resolve)"],
+        ),
+        ({"service_key": KEY, "event_type": "resolve"}, ["'incident_key' is missing or blank"]),
+        (
+            {**trigger_v1, "contexts": [{"type": "video"}]},
+            ["'contexts[0].type' is invalid (must be one of: link image)"],
+        ),
+    ]
+    for body, errors in mistakes:
+        answer = server.post("/pd" + V1, body)
+        assert (answer.status_code, answer.json()) == (400, {**INVALID, "errors": errors}), body
+    unknown = server.post("/pd" + V1, {**trigger_v1, "service_key": UNKNOWN_KEY})
+    assert (unknown.status_code, unknown.json()) == (400, {**INVALID, "errors": ["Invalid service key"]})
+    assert len(events_of(server)) == 3
+
+
+def test_events_api_v1_over_the_rate_is_answered_403_as_v1_does(server: Server) -> None:
+    body = {"service_key": SLOW_KEY, "event_type": "trigger", "description": "d"}
+    for i in range(2):
+        assert server.post("/slow" + V1, {**body, "incident_key": f"v{i}"}).status_code == 200
+    refused = server.post("/slow" + V1, {**body, "incident_key": "over"})
+    assert refused.status_code == 403
+    assert refused.json()["status"] == "throttle exceeded" and "retry-after" in refused.headers

@@ -65,11 +65,13 @@ ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
 ALERTS = ("/v2/enqueue", "/enqueue")
 CHANGES = ("/v2/change/enqueue", "/change/enqueue")
+V1 = ("/generic/2010-04-15/create_event.json",)  # Events API v1, which older integrations still send
 KEY_LENGTH = 32  # PagerDuty's integration keys: 32 characters, letters and digits
 
 # PagerDuty's words, as its Events API answers (its docs' and client libraries' examples).
 INVALID = "Event object is invalid"
 UNKNOWN_KEY = "Invalid routing key"
+UNKNOWN_V1_KEY = "Invalid service key"
 JSON_ERROR = "JSON parse error"
 THROTTLED = "Requests for this service are arriving too quickly.  Please retry later."
 
@@ -157,6 +159,7 @@ _WINDOWS = _Windows()
 
 class _Key(msgspec.Struct):
     routing_key: Any = None
+    service_key: Any = None  # Events API v1's name for it
 
 
 _key_of = msgspec.json.Decoder(_Key)
@@ -167,37 +170,41 @@ def _under(request: Incoming, endpoint: Endpoint) -> str:
 
 
 def _route(request: Incoming, endpoint: Endpoint) -> str:
-    """ "alert" or "change", from the path under the endpoint's; any other path is not served."""
+    """ "alert", "change" or "v1", from the path under the endpoint's; any other path is not served."""
     rest = _under(request, endpoint)
     if rest in ALERTS:
         return "alert"
     if rest in CHANGES:
         return "change"
-    served = ", ".join(endpoint.config.path.rstrip("/") + p for p in (*ALERTS, *CHANGES))
+    if rest in V1:
+        return "v1"
+    served = ", ".join(endpoint.config.path.rstrip("/") + p for p in (*ALERTS, *CHANGES, *V1))
     raise Refused(404, "not_found", f"nothing is served at {request.path}; the Events API is at {served}")
 
 
 def verify(request: Incoming, endpoint: Endpoint) -> None:
     """The path, then the routing key (the credential) and its rate. A body that is not JSON or has
     no well-formed key passes on to `parse`, which names every mistake as PagerDuty does."""
-    _route(request, endpoint)
+    v1 = _route(request, endpoint) == "v1"
     try:
-        given = _key_of.decode(request.body).routing_key
+        keys = _key_of.decode(request.body)
     except (msgspec.DecodeError, RecursionError):
         return
+    given = keys.service_key if v1 else keys.routing_key
     if not _well_formed(given):
         return
     settings: Settings = endpoint.settings
     entry = settings.find(given)
     if entry is None:
-        raise Refused(400, "bad_token", UNKNOWN_KEY)
+        raise Refused(400, "bad_token", UNKNOWN_V1_KEY if v1 else UNKNOWN_KEY)
     if settings.rate_limit:
         wait = _WINDOWS.take(
             (endpoint.name, entry.name or ""), endpoint.clock(), settings.rate_limit, settings.rate_window
         )
         if wait is not None:
             seconds = str(max(1, math.ceil(wait)))
-            raise Refused(429, "rate_limited", THROTTLED, [("retry-after", seconds)])
+            # Events API v1 answers a throttled service 403, v2 429.
+            raise Refused(403 if v1 else 429, "rate_limited", THROTTLED, [("retry-after", seconds)])
 
 
 def _well_formed(key: Any) -> bool:
@@ -284,19 +291,24 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
         raise BadPayload(JSON_ERROR if "not valid JSON" in str(exc) else str(exc)) from None
     if not isinstance(body, dict):
         raise BadPayload(JSON_ERROR)
-    route = "change" if _under(request, endpoint) in CHANGES else "alert"  # verify refused other paths
+    under = _under(request, endpoint)  # verify refused the paths not served
+    route = "change" if under in CHANGES else "v1" if under in V1 else "alert"
     if route == "change":
         errors = _key_errors(body.get("routing_key")) + _payload_errors(body.get("payload"), alert=False)
         errors += _context_errors(body)
+    elif route == "v1":
+        errors = _v1_errors(body)
     else:
         errors = _alert_errors(body)
     if errors:
         raise BadPayload("\n".join(errors))
+    raw = {k: v for k, v in body.items() if k not in ("routing_key", "service_key")}
+    if route == "v1":
+        body = _as_v2(body)
     settings: Settings = endpoint.settings
     entry = settings.find(body["routing_key"])
     if entry is None:  # verify refused it already; a parser called on its own says the same
-        raise BadPayload(UNKNOWN_KEY)
-    raw = {k: v for k, v in body.items() if k != "routing_key"}
+        raise BadPayload(UNKNOWN_V1_KEY if route == "v1" else UNKNOWN_KEY)
     payload = obj(body.get("payload"))
     identifiers = {
         name: value
@@ -333,6 +345,60 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     return [msgspec.structs.replace(event, dedup_key=dedup_key, subject=Subject(NAME, "alert", dedup_key))]
 
 
+def _v1_errors(body: dict[str, Any]) -> list[str]:
+    """Events API v1's mistakes, in its words where PagerDuty's are known."""
+    errors = []
+    key: Any = body.get("service_key")
+    if _blank(key):
+        errors.append("Service key can't be blank")
+    elif len(key) != KEY_LENGTH:
+        errors.append(f"Service key is the wrong length (should be {KEY_LENGTH} characters)")
+    elif not key.isalnum():
+        errors.append("Service key cannot contain non-alphanumeric characters")
+    kind = body.get("event_type")
+    incident_key = body.get("incident_key")
+    if _blank(kind):
+        errors.append("'event_type' is missing or blank")
+    elif kind not in ACTIONS:
+        errors.append("event_type is invalid (must be one of: trigger acknowledge resolve)")
+    if incident_key is not None and not isinstance(incident_key, str):
+        errors.append("'incident_key' must be a string")
+    elif isinstance(incident_key, str) and len(incident_key) > 255:
+        errors.append("'incident_key' is too long (maximum is 255 characters)")
+    elif kind in ("acknowledge", "resolve") and _blank(incident_key):
+        errors.append("'incident_key' is missing or blank")
+    description = body.get("description")
+    if kind == "trigger" and _blank(description):
+        errors.append("'description' is missing or blank")
+    elif isinstance(description, str) and len(description) > 1024:
+        errors.append("'description' is too long (maximum is 1024 characters)")
+    contexts = body.get("contexts")
+    if contexts is not None and not isinstance(contexts, list):
+        errors.append("'contexts' must be an array")
+    for i, context in enumerate(contexts if isinstance(contexts, list) else []):
+        needs = {"link": "href", "image": "src"}.get(str(obj(context).get("type")))
+        if needs is None:
+            errors.append(f"'contexts[{i}].type' is invalid (must be one of: link image)")
+        elif _blank(context.get(needs)):
+            errors.append(f"'contexts[{i}].{needs}' is missing or blank")
+    return errors
+
+
+def _as_v2(body: dict[str, Any]) -> dict[str, Any]:
+    """A checked v1 event in v2's words, so that both become events the same way."""
+    contexts = body.get("contexts") or []
+    return {
+        "routing_key": body["service_key"],
+        "event_action": body["event_type"],
+        "dedup_key": body.get("incident_key"),
+        "payload": {"summary": body.get("description"), "custom_details": body.get("details")},
+        "client": body.get("client"),
+        "client_url": body.get("client_url"),
+        "links": [c for c in contexts if c["type"] == "link"],
+        "images": [c for c in contexts if c["type"] == "image"],
+    }
+
+
 def _new_dedup_key(event_id: str) -> str:
     """A trigger's new key: the event's id (a ULID, 128 bits) as a UUID, as PagerDuty makes one. The
     answer to a resend of the same body is made from the first copy's id, so it is the same key."""
@@ -348,6 +414,10 @@ def answer(request: Incoming, endpoint: Endpoint, accepted: Accepted) -> Reply:
     event = accepted.events[0]
     if event.kind == f"{NAME}.change":
         return Reply(202, {"status": "success", "message": "Change event processed"})
+    if _under(request, endpoint) in V1:  # v1: 200 and the key as `incident_key`
+        given = text(obj(event.raw).get("incident_key"))
+        incident_key = given or _new_dedup_key(accepted.ids[0])
+        return Reply(200, {"status": "success", "message": "Event processed", "incident_key": incident_key})
     given = text(obj(event.raw).get("dedup_key"))
     dedup_key = given or _new_dedup_key(accepted.ids[0])
     return Reply(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key})
@@ -359,7 +429,7 @@ def refusal(status: int, message: str) -> dict[str, Any]:
         return {"status": "Unrecognized object", "message": "Event object format is unrecognized", "errors": [message]}
     if status == 400:
         return {"status": "invalid event", "message": INVALID, "errors": message.split("\n")}
-    if status == 429:
+    if message == THROTTLED:  # v2's 429, v1's 403
         return {"status": "throttle exceeded", "message": message, "errors": ["Enhance Your Calm."]}
     try:
         phrase = HTTPStatus(status).phrase
