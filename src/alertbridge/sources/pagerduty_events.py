@@ -2,7 +2,10 @@
 alertbridge by changing one URL (issue 16).
 
 The endpoint at path P serves what `https://events.pagerduty.com` serves: alert events at
-`P/v2/enqueue` (and `P/enqueue`), change events at `P/v2/change/enqueue` (and `P/change/enqueue`).
+`P/v2/enqueue` (and `P/enqueue`), change events at `P/v2/change/enqueue` (and `P/change/enqueue`),
+and Events API v1, which older integrations still send, at `P/generic/2010-04-15/create_event.json`
+(`service_key`, `event_type`, `incident_key`, `description`; answered 200 with the `incident_key`,
+403 over the rate, as v1 answers).
 The credential is the body's `routing_key`, one of the endpoint's `routing_keys`; each may carry a
 `name` (else `key-` and a short digest of it) and a `service`, which the events carry in its place:
 the key itself is never stored, logged or answered. Each key may send `rate_limit` events per
@@ -18,17 +21,17 @@ is stored once.
 
 | event field  | from the payload                                                                  |
 | ------------ | --------------------------------------------------------------------------------- |
-| kind         | `event_action`: `pagerduty_events.trigger`, `.acknowledge`, `.resolve`; a change event `pagerduty_events.change` |
-| subject      | `{pagerduty_events, alert, dedup_key}` (alert events)                              |
-| dedup_key    | `dedup_key`, else (a trigger) a new UUID, returned in the answer                  |
-| title        | `payload.summary`                                                                 |
+| kind         | `event_action` (v1: `event_type`): `pagerduty_events.trigger`, `.acknowledge`, `.resolve`; a change event `pagerduty_events.change` |
+| subject      | `{pagerduty_events, alert, dedup_key}` (alert events, v1's too)                    |
+| dedup_key    | `dedup_key` (v1: `incident_key`), else (a trigger) a new UUID, returned in the answer |
+| title        | `payload.summary` (v1: `description`)                                             |
 | severity     | `payload.severity` (critical, error, warning, info)                               |
 | occurred_at  | `payload.timestamp`                                                               |
 | service      | the routing key's `service` (`{name}`), if configured                              |
 | actor        | `client`                                                                          |
-| url          | `client_url`, else the first of `links[].href`                                    |
+| url          | `client_url`, else the first of `links[].href` (v1: of `contexts[]` of type link) |
 | identifiers  | `routing_key_name` (the key's name, never the key), `service` (the key's service), `source`, `component`, `group`, `class` (from `payload`) |
-| raw          | the body without `routing_key`: `payload.custom_details`, `links`, `images`, `client` … for templates |
+| raw          | the body without `routing_key` (v1: `service_key`): `payload.custom_details`, `links`, `images`, `client` (v1: `details`, `contexts`) … for templates |
 """
 
 from __future__ import annotations
