@@ -40,6 +40,7 @@ import math
 import threading
 import uuid
 from collections import deque
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
@@ -118,14 +119,18 @@ class Settings(BaseModel):
             raise ValueError("two routing keys have the same name")
         return self
 
-    def entries(self) -> list[tuple[str, RoutingKey]]:
-        """(the key, its entry with a name): a bare key is named by a short digest of it."""
+    @cached_property
+    def _entries(self) -> list[tuple[str, RoutingKey]]:
         found = []
         for item in self.routing_keys:
             entry = item if isinstance(item, RoutingKey) else RoutingKey(key=item)
             key = entry.key.get_secret_value()
             found.append((key, entry if entry.name else entry.model_copy(update={"name": f"key-{fingerprint(key)}"})))
         return found
+
+    def entries(self) -> list[tuple[str, RoutingKey]]:
+        """(the key, its entry with a name): a bare key is named by a short digest of it."""
+        return self._entries
 
     def find(self, given: str) -> RoutingKey | None:
         """The entry of the key given, compared in constant time with every configured one."""
