@@ -11,6 +11,10 @@ import httpx2
 import pagerduty
 import pytest
 
+from alertbridge.config import EndpointConfig
+from alertbridge.sources import REGISTRY, Refused
+from alertbridge.sources.base import Endpoint, Incoming
+
 from .backends import stored_bytes
 from .conftest import Server, wait_until
 
@@ -510,3 +514,34 @@ def test_events_api_v1_over_the_rate_is_answered_403_as_v1_does(server: Server) 
     refused = server.post("/slow" + V1, {**body, "incident_key": "over"})
     assert refused.status_code == 403
     assert refused.json()["status"] == "throttle exceeded" and "retry-after" in refused.headers
+
+
+def test_the_rate_window_follows_the_endpoints_clock() -> None:
+    """The window on a clock the test drives (the endpoint's): PagerDuty's 120 a minute, looking back
+    60 s from now; room again exactly when the oldest call in the window is 60 s old."""
+    source = REGISTRY["pagerduty_events"]
+    extra = {"routing_keys": [KEY, OTHER_KEY]}
+    config = EndpointConfig.model_validate({"name": "clocked", "source": source.name, "path": "/clocked", **extra})
+    now = [1_000.0]
+    endpoint = Endpoint(config, source, source.settings.model_validate(extra), "default", 1 << 20, lambda: now[0])
+
+    def call(key: str = KEY) -> int:
+        body = json.dumps(trigger(routing_key=key)).encode()
+        try:
+            source.verify(Incoming("POST", "/clocked/v2/enqueue", {}, {}, body), endpoint)
+        except Refused as refused:
+            assert refused.message == "Requests for this service are arriving too quickly.  Please retry later."
+            return int(dict(refused.headers)["retry-after"])
+        return 0
+
+    for second in range(120):  # 120 calls over the first two seconds: all taken
+        now[0] = 1_000.0 + second / 60
+        assert call() == 0
+    now[0] = 1_030.0
+    assert call() == 30  # the 121st, 30 s on: refused until the first is 60 s old
+    assert call(OTHER_KEY) == 0  # another key has its own window
+    now[0] = 1_059.99
+    assert call() == 1
+    now[0] = 1_060.0
+    assert call() == 0  # the first call aged out: room for one
+    assert call() == 1  # and only one (the second call is 60 s old at 1 060.0167)

@@ -142,9 +142,10 @@ class Settings(BaseModel):
 
 
 class _Windows:
-    """Accepted events per (endpoint, key name) in a sliding window: a key over its rate is refused
-    until its oldest event in the window ages out. Refused calls take no place, so a sender that
-    retries gets through as soon as there is room. One process's count (each replica its own)."""
+    """Calls per (endpoint, key name) in a sliding window, as PagerDuty counts a key's calls: a key
+    over its rate is refused until its oldest call in the window ages out. A refused call takes no
+    place, so a sender that retries gets through as soon as there is room. One process's count (each
+    replica its own)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
