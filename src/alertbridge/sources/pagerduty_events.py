@@ -409,12 +409,13 @@ def _as_v2(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _new_dedup_key(event_id: str) -> str:
-    """A trigger's new key: the event's id (a ULID, 128 bits) as a UUID, as PagerDuty makes one. The
-    answer to a resend of the same body is made from the first copy's id, so it is the same key."""
+    """A trigger's new key: the event's id (a ULID, 128 bits) as a version 4 UUID, as PagerDuty makes
+    one (74 of the ULID's 80 random bits kept). The answer to a resend of the same body is made from
+    the first copy's id, so it is the same key."""
     value = 0
     for char in event_id:
         value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(char)
-    return str(uuid.UUID(int=value))
+    return str(uuid.UUID(int=value, version=4))
 
 
 def answer(request: Incoming, endpoint: Endpoint, accepted: Accepted) -> Reply:
