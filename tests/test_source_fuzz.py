@@ -30,6 +30,7 @@ KEYS_TEXT = (
     "note title agent channel ts event_ts event_time item team team_id user text actions value container "
     "message_ts view callback_id trigger_id repository full_name issue pull_request comment number html_url "
     "incident incident_key service summary priority urgency status assignees assignments assignee "
+    "routing_key event_action dedup_key client client_url links images href src component group class "
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
     "integrationName alertFlowContext requestId visibleTo updatedAt createdAt priorityName statusName assignedTo "
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind "
@@ -43,7 +44,8 @@ VALUES_TEXT = (
     "public_incident.incident_created_v2 public_alert.alert_created_v1 app_mention message "
     "block_actions event_callback url_verification P1 high critical "
     "Notification SubscriptionConfirmation UnsubscribeConfirmation ALARM OK INSUFFICIENT_DATA "
-    "firing resolved"
+    "firing resolved "
+    "trigger acknowledge resolve R0UT1NGKEY0000000000000000000001"
 )
 KEYS, VALUES = KEYS_TEXT.split(), VALUES_TEXT.split()
 
@@ -87,6 +89,7 @@ SECRETS: dict[str, dict[str, Any]] = {
     "agent": {"secret": "s"},
     "opsgenie_api": {"api_keys": ["k"]},
     "sns": {"topics": ["arn:aws:sns:us-east-1:123456789012:alarms"]},
+    "pagerduty_events": {"routing_keys": ["R0UT1NGKEY0000000000000000000001"]},
 }
 # Where a source that serves paths under its endpoint's takes a body (default: the endpoint's path).
 PATHS = {"opsgenie_api": "/opsgenie_api/v2/alerts"}
@@ -191,6 +194,18 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
         for m in ('{"AlarmName": "a", "NewStateValue": "ALARM", "AlarmArn": "arn:aws:cloudwatch:r:1:alarm:a"}', "hi")
         for path in ("Type", "MessageId", "TopicArn", "Message", "Subject", "Timestamp")
     ],
+    "pagerduty_events": [
+        (
+            {
+                "routing_key": "R0UT1NGKEY0000000000000000000001",
+                "event_action": "trigger",
+                "payload": {"summary": "s", "source": "h", "severity": "critical"},
+            },
+            path,
+        )
+        for path in ("payload", "payload.summary", "payload.severity", "event_action", "dedup_key", "links", "images")
+    ]
+    + [({"routing_key": "R0UT1NGKEY0000000000000000000001", "event_action": "trigger"}, "client_url")],
 }
 
 
@@ -298,3 +313,30 @@ def test_ordinary_nesting_is_taken(source: str) -> None:
         parses_or_refuses(source, incoming)
         if headers.get("x-github-event") != "ping":
             assert REGISTRY[source].parse(request(source, skeleton, variant), endpoint(source))
+
+
+# The PagerDuty Events door also takes Events API v1 at a path of its own: the same property there.
+EVENTS_V1_PATH = "/pagerduty_events/generic/2010-04-15/create_event.json"
+EVENTS_V1_SHAPE = {
+    "service_key": "R0UT1NGKEY0000000000000000000001",
+    "event_type": "trigger",
+    "description": "d",
+    "contexts": [{"type": "link", "href": "https://example.com"}],
+}
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), value=documents)
+def test_events_api_v1_odd_values(data: st.DataObject, value: Any) -> None:
+    path = data.draw(st.sampled_from(["contexts", "contexts.0", "contexts.0.type", "event_type", "incident_key"]))
+    document = placed(EVENTS_V1_SHAPE, path, MISSING if data.draw(st.integers(0, 9)) == 0 else value)
+    try:
+        made = REGISTRY["pagerduty_events"].parse(
+            Incoming("POST", EVENTS_V1_PATH, {}, {}, json.dumps(document).encode()),
+            endpoint("pagerduty_events"),
+        )
+    except BadPayload as exc:
+        assert str(exc)
+        return
+    for event in made:
+        assert events.decode(events.encode(event)) == event

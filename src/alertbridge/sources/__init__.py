@@ -20,6 +20,7 @@ from alertbridge.sources import (
     opsgenie,
     opsgenie_api,
     pagerduty,
+    pagerduty_events,
     slack,
     sns,
     thena,
@@ -66,6 +67,7 @@ _MODULES = (
     sns,
     alertmanager,
     grafana,
+    pagerduty_events,
 )
 REGISTRY: dict[str, Source] = {module.SOURCE.name: module.SOURCE for module in _MODULES}
 
