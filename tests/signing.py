@@ -27,3 +27,24 @@ def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     given = [part.split(",", 1)[1] for part in headers.get("webhook-signature", "").split() if part.startswith("v1,")]
     return any(hmac.compare_digest(expected, g) for g in given)
+
+
+def stripe_signature(secret: str, body: bytes, timestamp: int, *more_secrets: str) -> str:
+    """Stripe-Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, one v1 per secret.
+
+    Stripe docs, "Verify webhook signatures manually" (docs.stripe.com/webhooks#verify-manually): the
+    signed payload is the timestamp, a `.`, and the raw body; several v1 entries appear while a secret
+    is rolled.
+    """
+    signed = f"{timestamp}.".encode() + body
+    v1 = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *more_secrets)]
+    return ",".join([f"t={timestamp}", *(f"v1={sig}" for sig in v1)])
+
+
+def sentry_signature(client_secret: str, body: bytes) -> str:
+    """Sentry-Hook-Signature: hex HMAC-SHA256 of the body with the integration's client secret.
+
+    Sentry docs, Integration Platform → Webhooks → "Sentry-Hook-Signature"
+    (docs.sentry.io/organization/integrations/integration-platform/webhooks/).
+    """
+    return hmac.new(client_secret.encode(), body, hashlib.sha256).hexdigest()
