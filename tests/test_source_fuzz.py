@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from alertbridge import events
 from alertbridge.config import EndpointConfig
 from alertbridge.sources import REGISTRY, BadPayload
-from alertbridge.sources.base import Endpoint, Incoming
+from alertbridge.sources.base import Endpoint, Incoming, Source
 
 # Keys and values the parsers look for, so that drawn documents reach past the first checks.
 KEYS_TEXT = (
@@ -30,6 +30,7 @@ KEYS_TEXT = (
     "message_ts view callback_id trigger_id repository full_name issue pull_request comment number html_url "
     "incident incident_key service summary priority urgency status assignees assignments assignee "
     "created_on occurred_at log_entries teams alertId alias tinyId tags details source entity responders "
+    "alerts fingerprint labels externalURL "
     "integrationName alertFlowContext requestId updatedAt createdAt priorityName statusName assignedTo "
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind"
 )
@@ -77,6 +78,18 @@ SECRETS: dict[str, dict[str, Any]] = {
         },
     },
     "agent": {"secret": "s"},
+    # The generic source again, making one event per element of `alerts` (`each`).
+    "generic:each": {
+        "token": "t",
+        "each": "alerts",
+        "fields": {
+            "delivery_key": "fingerprint",
+            "title": "labels.alertname",
+            "url": "payload().externalURL",
+            "tags": "labels.*",
+            "identifiers": {"receiver": "payload().receiver"},
+        },
+    },
 }
 HEADERS: dict[str, list[dict[str, str]]] = {
     "github": [{"x-github-event": name} for name in ("issues", "pull_request", "issue_comment", "push", "ping")],
@@ -84,10 +97,15 @@ HEADERS: dict[str, list[dict[str, str]]] = {
 }
 
 
+def module_of(name: str) -> Source:
+    """The source a SECRETS entry configures: its name, up to a `:` that tells two settings apart."""
+    return REGISTRY[name.partition(":")[0]]
+
+
 def endpoint(source: str) -> Endpoint:
-    module = REGISTRY[source]
+    module = module_of(source)
     extra = SECRETS[source]
-    config = EndpointConfig.model_validate({"name": source, "source": source, "path": f"/{source}", **extra})
+    config = EndpointConfig.model_validate({"name": source, "source": module.name, "path": f"/{source}", **extra})
     return Endpoint(config, module, module.settings.model_validate(extra), "default", 1 << 20, lambda: 1.8e9)
 
 
@@ -102,7 +120,7 @@ def request(source: str, document: Any, variant: int = 0) -> Incoming:
 def parses_or_refuses(source: str, incoming: Incoming) -> None:
     """The property: events that can be stored, or BadPayload; nothing else gets out."""
     try:
-        made = REGISTRY[source].parse(incoming, endpoint(source))
+        made = module_of(source).parse(incoming, endpoint(source))
     except BadPayload as exc:
         assert str(exc), "a refusal says why"
         return
@@ -148,6 +166,10 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
     ],
     "generic": [({"kind": "k", "id": "1"}, path) for path in ("service", "assignees", "team", "title")],
     "agent": [({"event_id": "E1", "note": "n"}, path) for path in ("note", "event_id", "title", "agent")],
+    "generic:each": [
+        ({"externalURL": "u", "alerts": [{"fingerprint": "f", "labels": {"alertname": "a"}}]}, path)
+        for path in ("alerts", "alerts.0", "alerts.0.labels", "alerts.0.fingerprint", "externalURL")
+    ],
 }
 
 
@@ -216,7 +238,7 @@ def test_deep_nesting_is_refused_with_a_reason(source: str, depth: int) -> None:
             document = placed(skeleton, path, DEEP) if path else DEEP
             incoming = Incoming("POST", f"/{source}", {}, headers, deep_body(document, depth, form))
             with pytest.raises(BadPayload, match="nested more than"):
-                REGISTRY[source].parse(incoming, endpoint(source))
+                module_of(source).parse(incoming, endpoint(source))
 
 
 @pytest.mark.parametrize("source", sorted(SECRETS))
@@ -228,4 +250,4 @@ def test_ordinary_nesting_is_taken(source: str) -> None:
         incoming = Incoming("POST", f"/{source}", {}, headers, deep_body(placed(skeleton, path, DEEP), 40, form))
         parses_or_refuses(source, incoming)
         if headers.get("x-github-event") != "ping":
-            assert REGISTRY[source].parse(request(source, skeleton, variant), endpoint(source))
+            assert module_of(source).parse(request(source, skeleton, variant), endpoint(source))
