@@ -157,6 +157,16 @@ def test_redelivery_of_the_same_alerts_adds_nothing_and_a_new_state_does(server:
     assert [e["delivery_key"] for e in stored(server, "am")] == ["a1:firing", "a1:resolved", "b2:firing"]
 
 
+def test_elements_that_share_a_key_are_told_apart_by_their_index(server: Server) -> None:
+    """Two elements whose `delivery_key` finds the same value are still two events, each keyed the
+    same way again on a redelivery."""
+    body = alertmanager(alert("a1", service="checkout"), alert("a1", service="payments"), alert("c3"))
+    first = server.post("/webhooks/am", body, headers=TOKEN).json()
+    assert len(first["events"]) == 3
+    assert [e["delivery_key"] for e in stored(server, "am")] == ["a1:firing#0", "a1:firing#1", "c3:firing"]
+    assert server.post("/webhooks/am", body, headers=TOKEN).json() == {**first, "duplicate": True}
+
+
 def test_each_over_a_nested_array_keys_elements_by_body_and_index(server: Server) -> None:
     body = {
         "data": {
@@ -225,6 +235,12 @@ def test_a_slack_style_timestamped_signature(server: Server) -> None:
     body = b'{"text": "disk full on db-1"}'
     assert server.post("/webhooks/slackish", content=body, headers=slack_style(body)).status_code == 200
     assert [e["event"]["title"] for e in server.events()] == ["disk full on db-1"]
+    # A sender counting milliseconds is read as such: fresh, not 50,000 years ahead.
+    millis = b'{"text": "in milliseconds"}'
+    stamp = str(int(time.time() * 1000))
+    signature = SignatureVerifier(SLACK_STYLE).generate_signature(timestamp=stamp, body=millis)
+    headers = {"x-slack-request-timestamp": stamp, "x-slack-signature": signature}
+    assert server.post("/webhooks/slackish", content=millis, headers=headers).status_code == 200
 
     other = b'{"text": "something else"}'
     refusals = {
@@ -246,7 +262,7 @@ def test_a_slack_style_timestamped_signature(server: Server) -> None:
     signed = slack_style(body)
     moved = {**signed, "x-slack-request-timestamp": str(int(signed["x-slack-request-timestamp"]) - 1)}
     assert server.post("/webhooks/slackish", content=body, headers=moved).status_code == 403
-    assert len(server.events()) == 1
+    assert len(server.events()) == 2
     assert server.metric("alertbridge_requests_refused_total", reason="stale_timestamp") == 1
     assert server.metric("alertbridge_requests_refused_total", reason="future_timestamp") == 1
 

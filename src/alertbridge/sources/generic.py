@@ -379,11 +379,11 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     if not isinstance(elements, list):
         found = "nothing" if elements is None else f"a {_json_type(elements)}"
         raise BadPayload(f"`each` ({settings.each}) should find an array in the body, and found {found}")
-    events = [_event(element, settings, endpoint, options, None, raw=element) for element in elements]
-    return _keyed(events, header_key or body_digest(request.body), endpoint)
+    events = [_event(element, settings, endpoint, options, None) for element in elements]
+    return _keyed(events, header_key or body_digest(request.body))
 
 
-def _keyed(events: list[Event], delivery: str, endpoint: Endpoint) -> list[Event]:
+def _keyed(events: list[Event], delivery: str) -> list[Event]:
     """Per-element delivery keys, distinct within the body and the same on a redelivery: the element's
     own where it has one no other element of this body shares, else the delivery's with `#index`."""
     counts = Counter(e.delivery_key for e in events)
@@ -391,17 +391,13 @@ def _keyed(events: list[Event], delivery: str, endpoint: Endpoint) -> list[Event
     for index, event in enumerate(events):
         own = event.delivery_key
         key = own if own and counts[own] == 1 else f"{own or delivery}#{index}"
-        keyed.append(_with_key(event, key))
+        keyed.append(msgspec.structs.replace(event, delivery_key=key))
     return keyed
 
 
-def _with_key(event: Event, key: str) -> Event:
-    return msgspec.structs.replace(event, delivery_key=key)
-
-
-def _event(
-    data: Any, settings: Settings, endpoint: Endpoint, options: Any, delivery_key: str | None, raw: Any = None
-) -> Event:
+def _event(data: Any, settings: Settings, endpoint: Endpoint, options: Any, fallback_key: str | None) -> Event:
+    """One event from `data` (the body, or an `each` element, which is then its `raw`). Without a
+    `fallback_key` and a `delivery_key` field that finds one, the key is left empty for `_keyed`."""
     spec = settings.fields
     found = {name: _scalar(getattr(spec, name), data, options) for name in SCALARS}
     lists = {name: _list(getattr(spec, name), data, options) for name in LISTS}
@@ -414,7 +410,7 @@ def _event(
     subject_id = found["subject_id"]
     return endpoint.event(
         kind=found["kind"] or "generic",
-        delivery_key=found["delivery_key"] or delivery_key or "",
+        delivery_key=found["delivery_key"] or fallback_key or "",
         subject=Subject(endpoint.name, found["subject_type"] or "alert", subject_id) if subject_id else None,
         title=found["title"],
         description=found["description"],
@@ -432,7 +428,7 @@ def _event(
         assignees=lists["assignees"],
         tags=lists["tags"],
         identifiers=identifiers,
-        raw=data if raw is None else raw,
+        raw=data,
     )
 
 
