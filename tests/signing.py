@@ -32,7 +32,7 @@ def standard_webhooks_valid(secret: str, headers: dict[str, str], body: bytes) -
 def stripe_signature(secret: str, body: bytes, timestamp: int, *more_secrets: str) -> str:
     """Stripe-Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, one v1 per secret.
 
-    Stripe docs, "Verify webhook signatures manually" (docs.stripe.com/webhooks#verify-manually): the
+    Stripe docs, "Check the webhook signatures" → "Verify manually" (stripe.com/docs/webhooks/signatures): the
     signed payload is the timestamp, a `.`, and the raw body; several v1 entries appear while a secret
     is rolled.
     """
