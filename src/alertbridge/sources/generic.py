@@ -18,9 +18,9 @@ error at `alertbridge check`. An expression that finds nothing leaves the field 
 With `each` (a JMESPath expression that finds an array), every element of the array is one event:
 `fields` are then read from the element, and `payload()` gives the whole body (`payload().externalURL`).
 An `each` that finds no array is a 400; an empty array stores nothing. Each element's delivery key is
-`fields.delivery_key` read from it; where that finds nothing, or the same key for several elements of
-one body, the delivery's key (the `delivery_header` header, else a digest of the body) with `#` and
-the element's index. Its `raw` is the element.
+`fields.delivery_key` read from it, else the delivery's key (the `delivery_header` header, else a digest
+of the body) with `#` and the element's index; a key several elements of one body share gets the index
+too. Its `raw` is the element.
 
 ```yaml
   - name: coralogix
