@@ -385,7 +385,8 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
 
 def _keyed(events: list[Event], delivery: str) -> list[Event]:
     """Per-element delivery keys, distinct within the body and the same on a redelivery: the element's
-    own where it has one no other element of this body shares, else the delivery's with `#index`."""
+    own; with `#index` after it where other elements of this body share it, or after the delivery's key
+    where it has none."""
     counts = Counter(e.delivery_key for e in events)
     keyed = []
     for index, event in enumerate(events):
