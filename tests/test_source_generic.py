@@ -54,6 +54,7 @@ endpoints:
       priority: priority
       tags: tags
       service: payload().data.source
+      note: abs(title)                         # a number function given a string: the field stays empty
   - name: slackish
     source: generic
     path: /webhooks/slackish
@@ -188,6 +189,7 @@ def test_each_over_a_nested_array_keys_elements_by_body_and_index(server: Server
     by_index = {e["delivery_key"][-1]: e for e in events}
     assert by_index["2"]["title"] == "[Triggered] Memory" and by_index["2"]["tags"] == ["env:prod"]
     assert by_index["0"]["tags"] == ["env:prod", "service:web"] and by_index["0"]["service"] == {"name": "datadog"}
+    assert all(e["note"] is None for e in events), "a function that cannot read a value leaves the field empty"
     again = server.post("/webhooks/events", content=raw, headers=TOKEN).json()
     assert again["duplicate"] is True and again["events"] == answer.json()["events"]
     assert len(stored(server, "events")) == 3
