@@ -53,3 +53,24 @@ def sns_sign(message: dict[str, str], private_key: Any, version: str = "1") -> d
     digest = hashes.SHA1() if version == "1" else hashes.SHA256()
     signature = private_key.sign(sns_string_to_sign(message), padding.PKCS1v15(), digest)
     return {**message, "SignatureVersion": version, "Signature": base64.b64encode(signature).decode()}
+
+
+def stripe_signature(secret: str, body: bytes, timestamp: int, *more_secrets: str) -> str:
+    """Stripe-Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, one v1 per secret.
+
+    Stripe docs, "Check the webhook signatures" → "Verify manually" (stripe.com/docs/webhooks/signatures): the
+    signed payload is the timestamp, a `.`, and the raw body; several v1 entries appear while a secret
+    is rolled.
+    """
+    signed = f"{timestamp}.".encode() + body
+    v1 = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *more_secrets)]
+    return ",".join([f"t={timestamp}", *(f"v1={sig}" for sig in v1)])
+
+
+def sentry_signature(client_secret: str, body: bytes) -> str:
+    """Sentry-Hook-Signature: hex HMAC-SHA256 of the body with the integration's client secret.
+
+    Sentry docs, Integration Platform → Webhooks → "Sentry-Hook-Signature"
+    (docs.sentry.io/organization/integrations/integration-platform/webhooks/).
+    """
+    return hmac.new(client_secret.encode(), body, hashlib.sha256).hexdigest()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from alertbridge import events
 from alertbridge.config import EndpointConfig
 from alertbridge.sources import REGISTRY, BadPayload, Refused
-from alertbridge.sources.base import Endpoint, Incoming
+from alertbridge.sources.base import Endpoint, Incoming, Source
 
 # Keys and values the parsers look for, so that drawn documents reach past the first checks.
 KEYS_TEXT = (
@@ -36,7 +36,8 @@ KEYS_TEXT = (
     "assignedAgent email name orgId actor timestamp alert_source custom_field_entries severity url kind "
     "Type MessageId TopicArn Subject Message Timestamp AlarmName AlarmArn NewStateValue Trigger "
     "alerts labels annotations startsAt endsAt fingerprint generatorURL groupKey receiver commonLabels "
-    "alertname job panelURL dashboardURL values"
+    "alertname job panelURL dashboardURL values "
+    "externalURL"
 )
 VALUES_TEXT = (
     "incident.triggered incident.acknowledged incident.resolved incident.annotated incident.trigger "
@@ -90,6 +91,18 @@ SECRETS: dict[str, dict[str, Any]] = {
     "opsgenie_api": {"api_keys": ["k"]},
     "sns": {"topics": ["arn:aws:sns:us-east-1:123456789012:alarms"]},
     "pagerduty_events": {"routing_keys": ["R0UT1NGKEY0000000000000000000001"]},
+    # The generic source again, making one event per element of `alerts` (`each`).
+    "generic:each": {
+        "token": "t",
+        "each": "alerts",
+        "fields": {
+            "delivery_key": "fingerprint",
+            "title": "labels.alertname",
+            "url": "payload().externalURL",
+            "tags": "labels.*",
+            "identifiers": {"receiver": "payload().receiver"},
+        },
+    },
 }
 # Where a source that serves paths under its endpoint's takes a body (default: the endpoint's path).
 PATHS = {"opsgenie_api": "/opsgenie_api/v2/alerts"}
@@ -105,10 +118,15 @@ HEADERS: dict[str, list[dict[str, str]]] = {
 }
 
 
+def module_of(name: str) -> Source:
+    """The source a SECRETS entry configures: its name, up to a `:` that tells two settings apart."""
+    return REGISTRY[name.partition(":")[0]]
+
+
 def endpoint(source: str) -> Endpoint:
-    module = REGISTRY[source]
+    module = module_of(source)
     extra = SECRETS[source]
-    config = EndpointConfig.model_validate({"name": source, "source": source, "path": f"/{source}", **extra})
+    config = EndpointConfig.model_validate({"name": source, "source": module.name, "path": f"/{source}", **extra})
     return Endpoint(config, module, module.settings.model_validate(extra), "default", 1 << 20, lambda: 1.8e9)
 
 
@@ -123,7 +141,7 @@ def request(source: str, document: Any, variant: int = 0) -> Incoming:
 def parses_or_refuses(source: str, incoming: Incoming) -> None:
     """The property: events that can be stored, or BadPayload; nothing else gets out."""
     try:
-        made = REGISTRY[source].parse(incoming, endpoint(source))
+        made = module_of(source).parse(incoming, endpoint(source))
     except BadPayload as exc:
         assert str(exc), "a refusal says why"
         return
@@ -206,6 +224,10 @@ SHAPES: dict[str, list[tuple[dict[str, Any], str]]] = {
         for path in ("payload", "payload.summary", "payload.severity", "event_action", "dedup_key", "links", "images")
     ]
     + [({"routing_key": "R0UT1NGKEY0000000000000000000001", "event_action": "trigger"}, "client_url")],
+    "generic:each": [
+        ({"externalURL": "u", "alerts": [{"fingerprint": "f", "labels": {"alertname": "a"}}]}, path)
+        for path in ("alerts", "alerts.0", "alerts.0.labels", "alerts.0.fingerprint", "externalURL")
+    ],
 }
 
 
@@ -300,7 +322,7 @@ def test_deep_nesting_is_refused_with_a_reason(source: str, depth: int) -> None:
             document = placed(skeleton, path, DEEP) if path else DEEP
             incoming = Incoming("POST", path_of(source), {}, headers, deep_body(document, depth, form))
             with pytest.raises(BadPayload, match="nested more than"):
-                REGISTRY[source].parse(incoming, endpoint(source))
+                module_of(source).parse(incoming, endpoint(source))
 
 
 @pytest.mark.parametrize("source", sorted(SECRETS))
@@ -340,3 +362,4 @@ def test_events_api_v1_odd_values(data: st.DataObject, value: Any) -> None:
         return
     for event in made:
         assert events.decode(events.encode(event)) == event
+            assert module_of(source).parse(request(source, skeleton, variant), endpoint(source))
