@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import processes
-from .conftest import EXAMPLES, Server
+from .conftest import EXAMPLES, Server, wait_until
 from .fakes.opsgenie import FakeOpsgenie
 from .fakes.pagerduty import FakePagerDutyEvents
 from .fakes.pagerduty_rest import FakePagerDutyREST
@@ -28,7 +28,8 @@ def test_dry_run_says_a_once_per_ticket_key_was_used_already(
         first.write_text(json.dumps(ticket_event("once-1", "ONCE-1", [{"email": "hossamhafez@luciq.ai"}])))
         server.cli("send", str(first), "--endpoint", "thena-events", "--config", str(server.config))
         pd.wait_for(lambda: len(pd.incidents) == 1)
-        (delivery,) = server.deliveries("delivered")
+        # PagerDuty has it; the dispatcher records the attempt just after.
+        (delivery,) = wait_until(lambda: server.deliveries("delivered"), what="the delivery recorded")
 
         update = tmp_path / "updated.json"
         update.write_text(

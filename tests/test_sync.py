@@ -185,8 +185,9 @@ def test_every_flow_of_the_seed_round_trips_once(
     echoes = sync.suppressed()
     assert len(echoes) == 8  # triggered, 3 annotated; Opsgenie: Acknowledge, UnAcknowledge, AddNote, Close
     for echo in echoes:
-        (step_,) = echo["trace"]
+        step_, *after = echo["trace"]
         assert step_["result"] == "echo suppressed" and "alertbridge itself" in step_["why"]
+        assert all("episode" in later for later in after), "an echo of an alert's change still moves its episode"
     assert pagerduty.validation_errors == [] and opsgenie.validation_errors == []
 
 

@@ -58,7 +58,6 @@ from alertbridge.sources.base import (
     Refused,
     Reply,
     Source,
-    body_digest,
     decode_json,
     obj,
     text,
@@ -333,7 +332,9 @@ def parse(request: Incoming, endpoint: Endpoint) -> list[Event]:
     }
     links: list[dict[str, Any]] = body.get("links") or []  # checked: a list of objects
     fields: dict[str, Any] = {
-        "delivery_key": body_digest(request.body),
+        # PagerDuty's API has no idempotency: each request is an event (an identical trigger after a
+        # resolve is a new alert). Routes' per-episode keys keep a resend within an episode from paging twice.
+        "delivery_key": f"{NAME}:{uuid.uuid4()}",
         "title": text(payload.get("summary")),
         "occurred_at": text(payload.get("timestamp")),
         "service": Service(name=entry.service) if entry.service else None,
@@ -410,8 +411,7 @@ def _as_v2(body: dict[str, Any]) -> dict[str, Any]:
 
 def _new_dedup_key(event_id: str) -> str:
     """A trigger's new key: the event's id (a ULID, 128 bits) as a version 4 UUID, as PagerDuty makes
-    one (74 of the ULID's 80 random bits kept). The answer to a resend of the same body is made from
-    the first copy's id, so it is the same key."""
+    one (74 of the ULID's 80 random bits kept): the key the answer gives is the one the event has."""
     value = 0
     for char in event_id:
         value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(char)
@@ -419,8 +419,7 @@ def _new_dedup_key(event_id: str) -> str:
 
 
 def answer(request: Incoming, endpoint: Endpoint, accepted: Accepted) -> Reply:
-    """PagerDuty's 202. The dedup key of a redelivery is the first copy's: a given one is in the
-    body, a made one comes from the first copy's id."""
+    """PagerDuty's 202, with the dedup key given in the body or the one made from the event's id."""
     event = accepted.events[0]
     if event.kind == f"{NAME}.change":
         return Reply(202, {"status": "success", "message": "Change event processed"})
@@ -453,6 +452,7 @@ SOURCE = Source(
     settings=Settings,
     parse=parse,
     verify=verify,
+    episodes={f"{NAME}.trigger": "open", f"{NAME}.resolve": "close"},
     subpaths=True,
     answer=answer,
     refusal=refusal,
