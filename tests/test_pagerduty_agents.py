@@ -124,8 +124,13 @@ def test_an_answer_in_the_response_becomes_a_note(
         assert note_request.headers["authorization"] == f"Token token={API_TOKEN}"
         assert note_request.headers["accept"] == "application/vnd.pagerduty+json;version=2"
         assert note_request.headers["from"] == FROM
-        # The note is a delivery of its own, done once.
-        deliveries = server.deliveries()
+
+        # The note is a delivery of its own, done once (recorded just after PagerDuty has it).
+        def all_delivered() -> list[dict[str, Any]] | None:
+            found = server.deliveries()
+            return found if len(found) == 2 and all(d["status"] == "delivered" for d in found) else None
+
+        deliveries = wait_until(all_delivered, what="both deliveries recorded")
         assert sorted((d["target"], d["action"], d["status"]) for d in deliveries) == [
             ("agent", "forward", "delivered"),
             ("pagerduty-api", "note", "delivered"),
