@@ -112,6 +112,39 @@ def incidentio_request(ticket: str) -> tuple[str, bytes, str]:
     return "/webhooks/incidentio", payload, headers
 
 
+ALERTS_PER_NOTIFICATION = 10
+
+
+def alertmanager_body(ticket: str) -> bytes:
+    """An Alertmanager webhook notification (version 4) of a group of ten firing alerts, each its own."""
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighLatency", "instance": f"{ticket}-{n}", "severity": "critical", "job": "api"},
+            "annotations": {"summary": f"p99 over 1 s on {ticket}-{n}", "runbook_url": "https://runbooks/latency"},
+            "startsAt": "2026-12-04T12:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=latency",
+            "fingerprint": hashlib.sha256(f"{ticket}-{n}".encode()).hexdigest()[:16],
+        }
+        for n in range(ALERTS_PER_NOTIFICATION)
+    ]
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": '{}:{alertname="HighLatency"}',
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "alertbridge",
+            "groupLabels": {"alertname": "HighLatency"},
+            "commonLabels": {"alertname": "HighLatency", "severity": "critical", "job": "api"},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": alerts,
+        }
+    ).encode()
+
+
 _counter = 0
 
 
@@ -130,6 +163,9 @@ def request(path: str, ticket: str) -> bytes:
             path = "/webhooks/pagerduty"
             payload = pagerduty_body(ticket)
             extra = pagerduty_headers(payload, ticket)
+    elif KIND == "alertmanager":
+        payload = alertmanager_body(ticket)
+        extra = f"Authorization: Bearer {os.environ.get('ALERTMANAGER_TOKEN', '')}\r\n"
     elif KIND == "pagerduty":
         payload = pagerduty_body(ticket)
         extra = pagerduty_headers(payload, ticket)
@@ -259,7 +295,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--kind", choices=["thena", "pagerduty", "mixed"], default="thena")
+    parser.add_argument("--kind", choices=["thena", "pagerduty", "mixed", "alertmanager"], default="thena")
     parser.add_argument("--out", help="write the JSON here instead of standard output")
     args = parser.parse_args()
     global KIND

@@ -28,14 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ALERTBRIDGE = str(Path(PYTHON).parent / "alertbridge")
+ALERTS_PER_NOTIFICATION = 10  # bench/load.py's Alertmanager notifications
 TOKEN = "bench-token"
-ROWS = ["hello", "naive", "paused", "parts", "delivering", "e2e", "v3", "mixed", "pg1", "pg2", "sync"]
+ROWS = ["hello", "naive", "paused", "parts", "delivering", "e2e", "v3", "mixed", "am", "pg1", "pg2", "sync"]
 PD_SECRET = "bench-pagerduty-secret"
 SIGNING = {
     "PD_SECRET": PD_SECRET,
     "SLACK_SECRET": "bench-slack-secret",
     "GITHUB_SECRET": "bench-github-secret",
     "INCIDENTIO_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "ALERTMANAGER_TOKEN": "bench-alertmanager-token",
 }
 
 
@@ -213,6 +215,11 @@ def example_env(pd_port: int) -> dict[str, str]:
         "SLACK_BOT_TOKEN": "xoxb-bench",
         "INTERNAL_TOKEN": "bench-internal",
         "TEAM_TOKEN_EXTEND_SRE": "bench-team-token",
+        "ALERTMANAGER_TOKEN": SIGNING["ALERTMANAGER_TOKEN"],
+        "GRAFANA_WEBHOOK_SECRET": "bench-grafana-secret",
+        "INGEST_ROUTING_KEY": "R0UT1NGKEY00000000000000000BENCH",
+        "INGEST_GENIE_KEY": "bench-genie-key",
+        "PD_ROUTING_KEY": "p" * 32,
     }
 
 
@@ -274,6 +281,12 @@ def run(args: argparse.Namespace) -> dict:
                     results["alertbridge mixed Slack/GitHub/PagerDuty/incident.io ingest, paused"] = load(
                         "closed", port, "/", args, kind="mixed", server=pid
                     )
+            if "am" in args.only:
+                port = free_port()
+                with alertbridge(config_file(workdir, "monitoring.yaml", True), port, env, workdir / "am") as pid:
+                    row = load("closed", port, "/webhooks/alertmanager", args, kind="alertmanager", server=pid)
+                    row["events_per_request"] = ALERTS_PER_NOTIFICATION
+                    results[f"alertbridge Alertmanager, {ALERTS_PER_NOTIFICATION} alerts a request, paused"] = row
             for replicas in (1, 2):
                 if f"pg{replicas}" not in args.only:
                     continue
@@ -324,6 +337,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         )
         rss = f"{row['rss_mb']:.0f}" if "rss_mb" in row else ""
         cpu = f"{row['cpu_us']:.0f}" if "cpu_us" in row else ""
+        if row.get("events_per_request") and "cpu_us" in row:  # several events a request: per event too
+            cpu += f" ({row['cpu_us'] / row['events_per_request']:.0f} an event)"
         lines.append(
             f"| {name} | {row['rate']:.0f} | {row['rate'] / ceiling:.2f} | {cpu} | {row['p50_ms']:.1f} "
             f"| {row['p99_ms']:.1f} | {row['errors']} | {rss} | {e2e_text} |"
