@@ -1,11 +1,16 @@
-"""examples/monitoring.yaml end to end, driven by Prometheus Alertmanager itself: one receiver that
+"""examples/monitoring.yaml end to end. Prometheus Alertmanager itself drives it through one receiver that
 sends each notification three ways — its webhook, its PagerDuty integration (`pagerduty_configs`,
 whose `url` is alertbridge's Events API door) and its Opsgenie integration (`opsgenie_configs`, whose
 `api_url` is alertbridge's Opsgenie Alert API door). An alert that fires pages PagerDuty once per
-door; its resolve resolves those incidents; when it fires again, it pages again."""
+door; its resolve resolves those incidents; when it fires again, it pages again. Grafana's documented
+notification pages and resolves through the signed contact point."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,12 +19,18 @@ import pytest
 from .alertmanager import Alertmanager, ago, alert
 from .conftest import EXAMPLES, Server, wait_until
 from .fakes.pagerduty import FakeIncident, FakePagerDutyEvents
+from .test_source_grafana import EXAMPLE as GRAFANA_EXAMPLE
 
 ALERTMANAGER_TOKEN = "am-token-for-the-webhook"
 INGEST_ROUTING_KEY = "R0UT1NGKEY0000000000000000000042"
 INGEST_GENIE_KEY = "genie-key-of-the-door"
 PD_ROUTING_KEY = "P" * 32
+GRAFANA_WEBHOOK_SECRET = "grafana-secret"
 DOORS = ("alertmanager", "pagerduty_events", "opsgenie_api")
+
+
+def grafana_signature(body: bytes, secret: str = GRAFANA_WEBHOOK_SECRET) -> dict[str, str]:
+    return {"X-Grafana-Alerting-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
 
 
 @pytest.fixture
@@ -32,7 +43,7 @@ def pagerduty() -> Iterator[FakePagerDutyEvents]:
 def server(server_factory: Callable[..., Server], pagerduty: FakePagerDutyEvents) -> Server:
     env = {
         "ALERTMANAGER_TOKEN": ALERTMANAGER_TOKEN,
-        "GRAFANA_WEBHOOK_SECRET": "grafana-secret",
+        "GRAFANA_WEBHOOK_SECRET": GRAFANA_WEBHOOK_SECRET,
         "INGEST_ROUTING_KEY": INGEST_ROUTING_KEY,
         "INGEST_GENIE_KEY": INGEST_GENIE_KEY,
         "PD_ROUTING_KEY": PD_ROUTING_KEY,
@@ -110,3 +121,28 @@ def test_an_alert_pages_through_every_door_resolves_and_pages_again_when_it_fire
         "pagerduty_events.trigger",
     ]
     assert INGEST_GENIE_KEY not in server.logs() and INGEST_ROUTING_KEY not in server.logs()
+
+
+def test_grafanas_alerts_page_and_resolve_through_its_signed_contact_point(
+    server: Server, pagerduty: FakePagerDutyEvents
+) -> None:
+    """Grafana's documented notification, signed as its contact point signs with only a secret set
+    (hex HMAC-SHA256 of the body in X-Grafana-Alerting-Signature): one page per alert, resolved by
+    the resolved notification."""
+    firing = json.dumps(GRAFANA_EXAMPLE).encode()
+    answer = server.post("/webhooks/grafana", content=firing, headers=grafana_signature(firing))
+    assert answer.status_code == 200, answer.text
+    forged = server.post("/webhooks/grafana", content=firing, headers=grafana_signature(firing, "not-the-secret"))
+    assert forged.status_code == 403
+    fingerprints = {a["fingerprint"] for a in GRAFANA_EXAMPLE["alerts"]}
+    keys = {f"grafana:{fingerprint}" for fingerprint in fingerprints}
+    pagerduty.wait_for(lambda: {i.dedup_key for i in pagerduty.incidents if i.status == "triggered"} == keys)
+
+    resolved = copy.deepcopy(GRAFANA_EXAMPLE)
+    resolved["status"] = "resolved"
+    for item in resolved["alerts"]:
+        item["status"], item["endsAt"] = "resolved", "2021-10-12T10:30:00+02:00"
+    body = json.dumps(resolved).encode()
+    assert server.post("/webhooks/grafana", content=body, headers=grafana_signature(body)).status_code == 200
+    pagerduty.wait_for(lambda: {i.dedup_key: i.status for i in pagerduty.incidents} == dict.fromkeys(keys, "resolved"))
+    assert not pagerduty.validation_errors
