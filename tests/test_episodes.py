@@ -213,10 +213,10 @@ def test_an_opsgenie_alert_closed_and_created_again_with_its_alias_pages_again(
         pd.wait_for(lambda: sent(pd) == [trigger, resolve, trigger])
         created = routed(server, f"Create:{opsgenie.webhooks_sent[-1]['alertFlowContext']['requestId']}")
         assert episode_step(created) == {
-            "result": "episode 2 of alert dedup:db-down",
+            "result": "episode 2 of alert dedup:opsgenie:db-down",
             "why": "alert.created opens episode 2 (episode 1 was closed)",
             "episode": 2,
-            "alert": "dedup:db-down",
+            "alert": "dedup:opsgenie:db-down",
         }
         opsgenie.user("close", second)
         pd.wait_for(lambda: sent(pd) == [trigger, resolve, trigger, resolve])
@@ -344,7 +344,7 @@ async def test_one_event_routed_by_two_routers_at_once_opens_one_episode(store_u
         for state in ("firing", "resolved"):
             await first.add_events([fire_or_resolve(state)])
             assert await a.route_pending() == 1
-        assert await first.episode("default", f"dedup:{CHECK}") == Episode(1, False)
+        assert await first.episode("default", f"dedup:probes:{CHECK}") == Episode(1, False)
 
         fire = fire_or_resolve("firing")
         await first.add_events([fire])
@@ -355,7 +355,7 @@ async def test_one_event_routed_by_two_routers_at_once_opens_one_episode(store_u
             await held.until_waiting(2)
         assert [await routing_a, await routing_b] == [1, 1]  # both routed it
         assert recorded(one) - 2 + recorded(two) == 1  # one decision recorded
-        assert await second.episode("default", f"dedup:{CHECK}") == Episode(2, True)
+        assert await second.episode("default", f"dedup:probes:{CHECK}") == Episode(2, True)
         row = await first.get_event(fire.id)
         assert row is not None and row.status == "routed" and row.trace is not None
         assert row.trace[-1]["why"] == "probe.firing opens episode 2 (episode 1 was closed)"
@@ -367,7 +367,7 @@ async def test_one_event_routed_by_two_routers_at_once_opens_one_episode(store_u
         assert await b.route_pending() == 1
         (made,) = await second.list_deliveries(event_id=resolve.id)
         assert made.idempotency_key == f"key:resolve-{CHECK}#episode-2"
-        assert await first.episode("default", f"dedup:{CHECK}") == Episode(2, False)
+        assert await first.episode("default", f"dedup:probes:{CHECK}") == Episode(2, False)
     finally:
         await first.close()
         await second.close()

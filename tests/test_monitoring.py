@@ -11,6 +11,7 @@ import copy
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +30,11 @@ GRAFANA_WEBHOOK_SECRET = "grafana-secret"
 DOORS = ("alertmanager", "pagerduty_events", "opsgenie_api")
 
 
-def grafana_signature(body: bytes, secret: str = GRAFANA_WEBHOOK_SECRET) -> dict[str, str]:
-    return {"X-Grafana-Alerting-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+def grafana_signature(body: bytes, secret: str = GRAFANA_WEBHOOK_SECRET, seconds_old: int = 0) -> dict[str, str]:
+    """As Grafana's contact point signs with a timestamp header: hex HMAC-SHA256 of `timestamp:body`."""
+    now = str(int(time.time()) - seconds_old)
+    signature = hmac.new(secret.encode(), f"{now}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Grafana-Alerting-Signature": signature, "X-Grafana-Alerting-Signature-Timestamp": now}
 
 
 @pytest.fixture
@@ -126,14 +130,15 @@ def test_an_alert_pages_through_every_door_resolves_and_pages_again_when_it_fire
 def test_grafanas_alerts_page_and_resolve_through_its_signed_contact_point(
     server: Server, pagerduty: FakePagerDutyEvents
 ) -> None:
-    """Grafana's documented notification, signed as its contact point signs with only a secret set
-    (hex HMAC-SHA256 of the body in X-Grafana-Alerting-Signature): one page per alert, resolved by
-    the resolved notification."""
+    """Grafana's documented notification, signed as its contact point signs with a timestamp header:
+    one page per alert, resolved by the resolved notification; a forged or replayed copy is refused."""
     firing = json.dumps(GRAFANA_EXAMPLE).encode()
     answer = server.post("/webhooks/grafana", content=firing, headers=grafana_signature(firing))
     assert answer.status_code == 200, answer.text
     forged = server.post("/webhooks/grafana", content=firing, headers=grafana_signature(firing, "not-the-secret"))
     assert forged.status_code == 403
+    replayed = server.post("/webhooks/grafana", content=firing, headers=grafana_signature(firing, seconds_old=600))
+    assert replayed.status_code == 403 and "from now" in replayed.json()["error"]
     fingerprints = {a["fingerprint"] for a in GRAFANA_EXAMPLE["alerts"]}
     keys = {f"grafana:{fingerprint}" for fingerprint in fingerprints}
     pagerduty.wait_for(lambda: {i.dedup_key for i in pagerduty.incidents if i.status == "triggered"} == keys)

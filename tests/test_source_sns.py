@@ -18,7 +18,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from alertbridge.sources.sns import Settings, allowed_url
+from alertbridge.sources.sns import CERT_PATH, Settings, allowed_url
 
 from .conftest import Server, wait_until
 from .fakes.pagerduty import FakePagerDutyEvents
@@ -239,10 +239,16 @@ def test_forged_resigned_foreign_and_unreadable_messages_are_refused_and_nothing
     # Signed by an impostor whose own certificate is on a host the endpoint does not name.
     with FakeSNS() as elsewhere:
         foreign_url = elsewhere.serve(impostor)
-        refused(sns.post(sns.message(SigningCertURL=foreign_url), signer=impostor), 403, "not on an SNS host")
+        foreign = sns.post(sns.message(SigningCertURL=foreign_url), signer=impostor)
+        refused(foreign, 403, "not an SNS certificate on an SNS host")
         https_on_the_fake = sns.cert_url.replace("http://", "https://")
-        refused(sns.post(sns.message(SigningCertURL=https_on_the_fake)), 403, "not on an SNS host")
+        refused(sns.post(sns.message(SigningCertURL=https_on_the_fake)), 403, "not an SNS certificate on an SNS host")
         assert elsewhere.requests == [], "a certificate is never fetched from a host not allowed"
+    # On an allowed host but not at SNS's certificate path (`/SimpleNotificationService-<hex>.pem`).
+    fetches = len(sns.host.requests)
+    off_path = sns.cert_url.rsplit("/", 1)[0] + "/certificates/SimpleNotificationService-0123.pem"
+    refused(sns.post(sns.message(SigningCertURL=off_path)), 403, "not an SNS certificate")
+    assert len(sns.host.requests) == fetches, "nothing fetched from a path SNS does not use"
     # A topic the endpoint does not take: refused before any fetch.
     fetches = len(sns.host.requests)
     refused(sns.post(sns.message(TopicArn=OTHER_TOPIC)), 403, "does not take messages of topic")
@@ -276,7 +282,7 @@ def test_an_expired_certificate_or_one_that_cannot_be_had(sns: SNS) -> None:
     answer = sns.post(sns.message(SigningCertURL=sns.host.serve(expired)), signer=expired)
     assert answer.status_code == 403
     assert "not valid now" in answer.json()["error"]
-    missing = f"{sns.host.url}/SimpleNotificationService-nothere.pem"
+    missing = f"{sns.host.url}/SimpleNotificationService-0000dead.pem"  # not served
     answer = sns.post(sns.message(SigningCertURL=missing))
     assert (answer.status_code, answer.json()["error"]) == (403, "no signing certificate at SigningCertURL (404)")
     # The host failing is no proof of forgery: 503, SNS retries, and the retry is taken.
@@ -365,8 +371,16 @@ def test_the_default_hosts_are_sns_own_over_https() -> None:
         "https://127.0.0.1/cert.pem",
         "file:///etc/passwd",
         "https://[::1/cert.pem",
+        # S3 bucket hosts of a bucket named "sns": anyone can hold one and serve a certificate there.
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-0123abcd.pem",
+        "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-0123abcd.pem",
+        "https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-0123abcd.pem",
     ):
         assert not allowed_url(url, default), url
+    # A certificate is only ever at SNS's own path (what AWS's validators require too).
+    assert CERT_PATH.fullmatch("/SimpleNotificationService-0123abcd.pem")
+    for path in ("/cert.pem", "/SimpleNotificationService-0123abcd.pem/x", "/x/SimpleNotificationService-01.pem"):
+        assert not CERT_PATH.fullmatch(path), path
     local = Settings(topics=[TOPIC], cert_hosts=["http://127.0.0.1:8900", "certs.internal"])
     assert allowed_url("http://127.0.0.1:8900/c.pem", local)
     assert allowed_url("https://certs.internal/c.pem", local)

@@ -1,7 +1,7 @@
 """Alert episodes: an alert that resolves and later fires again is a new episode, and pages again.
 
 A source declares which of its event kinds open and which close an episode (`Source.episodes`); an
-endpoint's `episodes:` says it instead (the generic source). The alert is the event's `dedup_key`,
+endpoint's `episodes:` says it instead (the generic source). The alert is the event's `dedup_key` at its endpoint,
 else its subject. The router reads where the alert is (`store.episode`) and `advance` says which
 episode the event belongs to and where it leaves the alert: an event that opens starts the next
 episode unless one is open; one that closes closes the current one; any other belongs to the
@@ -17,9 +17,11 @@ from alertbridge.store.base import Episode
 
 
 def alert_of(event: Event) -> str | None:
-    """The alert whose episodes the event counts: its dedup key, else its subject; None: neither."""
+    """The alert whose episodes the event counts: its dedup key at its endpoint (two senders may use
+    the same keys for different things, as delivery keys are per endpoint), else its subject; None:
+    neither."""
     if event.dedup_key:
-        return f"dedup:{event.dedup_key}"
+        return f"dedup:{event.endpoint}:{event.dedup_key}"
     if event.subject:
         return f"subject:{event.subject.system}/{event.subject.type}/{event.subject.id}"
     return None

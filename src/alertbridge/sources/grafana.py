@@ -90,7 +90,7 @@ def _check_signature(request: Incoming, signature: Signature, now: float) -> Non
         stamp = request.headers.get(signature.timestamp_header.lower())
         if not stamp:
             raise Unauthorized(401, "missing_timestamp", f"the {signature.timestamp_header} header is required")
-        if not (stamp.strip().isascii() and stamp.strip().isdigit()):
+        if not (stamp.strip().isascii() and stamp.strip().isdigit() and len(stamp.strip()) <= 12):
             raise Unauthorized(403, "bad_timestamp", f"{signature.timestamp_header} is not a Unix time in seconds")
         if abs(now - int(stamp)) > signature.tolerance:
             raise Unauthorized(

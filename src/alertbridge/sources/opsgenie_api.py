@@ -38,7 +38,7 @@ an API client learns its id. Tiny ids are never handed out: `identifierType=tiny
 | actor        | `user`                                                                             |
 | actor_name   | `user`                                                                             |
 | note         | `note`                                                                             |
-| dedup_key    | the alias (`alias` of a create, the identifier of an `identifierType=alias` request; none for a request by id) |
+| dedup_key    | the alert's id (one per alias: a request by alias and one by id carry the same)     |
 | labels       | `details` (create): each key with its text                                         |
 | identifiers  | `opsgenie_api_alert_id`, `opsgenie_api_alias`, `opsgenie_api_request_id`, `opsgenie_api_entity` (`entity`), `opsgenie_api_source` (`source`) |
 """

@@ -13,11 +13,10 @@ the key itself is never stored, logged or answered. Each key may send `rate_limi
 over it the answer is PagerDuty's 429.
 
 Answers are PagerDuty's: 202 `{"status": "success", "message": "Event processed", "dedup_key": …}`
-(a redelivery too, with the first copy's key), 400 `{"status": "invalid event", "message": "Event
-object is invalid", "errors": […]}` naming every mistake, an unknown routing key 400 with
-`Invalid routing key`. A trigger without a `dedup_key` gets a new one, a UUID (the stored event's
-id as a UUID, so an exact resend of the same body gets the same key back). The same body sent again
-is stored once.
+400 `{"status": "invalid event", "message": "Event object is invalid", "errors": […]}` naming every
+mistake, an unknown routing key 400 with `Invalid routing key`. As at PagerDuty, every request is an
+event (its API has no idempotency key); a trigger without a `dedup_key` gets a new one, a UUID made
+from the stored event's id. Whether a trigger sent again pages again is the routes' (per-episode keys).
 
 | event field  | from the payload                                                                  |
 | ------------ | --------------------------------------------------------------------------------- |

@@ -87,7 +87,13 @@ OPTIONAL = frozenset({"Subject"})
 CAPABILITIES = frozenset({"UnsubscribeURL", "SubscribeURL", "Token"})
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 # SNS's own hosts, over https: the commercial regions, China, and the isolated (ISO) regions.
-SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.(?:amazonaws\.com|amazonaws\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov)")
+# The label after `sns.` is a region (us-east-1, us-gov-west-1, cn-north-1, us-iso-east-1): never a
+# bucket-style name such as `sns.s3-website-…`, which someone other than AWS could serve.
+SNS_HOST = re.compile(
+    r"sns\.[a-z]{2}(?:-[a-z]+)+-\d+\.(?:amazonaws\.com|amazonaws\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov)"
+)
+# Where SNS keeps its signing certificates, as AWS's own validators require.
+CERT_PATH = re.compile(r"/SimpleNotificationService-[0-9a-f]+\.pem")
 MAX_CERTIFICATE_BYTES = 64 * 1024
 CACHED_CERTIFICATES = 64
 RETRY_AFTER = 10  # seconds before a certificate whose fetch failed is fetched again
@@ -265,8 +271,12 @@ def check(message: dict[str, Any], endpoint: Endpoint) -> None:
     algorithm = HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None:
         raise Unauthorized(403, "bad_signature", "SignatureVersion must be 1 or 2")
-    if not allowed_url(cert_url, settings):
-        raise Unauthorized(403, "bad_certificate_url", "SigningCertURL is not on an SNS host (nor one of cert_hosts)")
+    if not allowed_url(cert_url, settings) or not CERT_PATH.fullmatch(urlsplit(cert_url).path):
+        raise Unauthorized(
+            403,
+            "bad_certificate_url",
+            "SigningCertURL is not an SNS certificate on an SNS host (nor one of cert_hosts)",
+        )
     try:
         signed = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):
