@@ -41,6 +41,12 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.silenced = Counter(
+            "alertbridge_events_silenced_total",
+            "Events a silence or a maintenance window muted when they were routed",
+            ["endpoint"],
+            registry=r,
+        )
         self.deliveries = Counter(
             "alertbridge_delivery_attempts",
             "Delivery attempts by target and outcome (success, retry, permanent), and dead letters (outcome=dead)",
