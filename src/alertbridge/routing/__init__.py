@@ -7,7 +7,7 @@ from typing import Any
 
 from alertbridge.config import Config, Located
 from alertbridge.routing.routes import Route, compile_route, condition
-from alertbridge.routing.silences import Invalid, Silence, parse_matchers, window
+from alertbridge.routing.silences import Invalid, Silence, parse_matchers, window, window_problems
 from alertbridge.templating.templates import Templates
 
 
@@ -59,10 +59,7 @@ def validate_maintenance(config: Config) -> list[Located]:
             parse_matchers(item.matchers)
         except Invalid as exc:
             problems.append((("maintenance", i, "matchers"), str(exc)))
-        try:
-            window(item.days, item.start, item.duration, item.timezone)
-        except Invalid as exc:
-            part, _, message = str(exc).partition(": ")
+        for part, message in window_problems(item.days, item.start, item.duration, item.timezone):
             problems.append((("maintenance", i, part), message))
     return problems
 

@@ -201,29 +201,42 @@ class Window:
 
 
 def window(days: Sequence[Any], start: Any, duration: Any, zone: Any) -> Window:
-    """A checked window; `Invalid` names the part that is wrong."""
+    """A checked window; `Invalid` names the first part that is wrong (`window_problems`: all)."""
+    problems = window_problems(days, start, duration, zone)
+    if problems:
+        raise Invalid(f"{problems[0][0]}: {problems[0][1]}")
+    hours, minutes = str(start).strip().split(":")
+    return Window(frozenset(_day_numbers(days)), dt.time(int(hours), int(minutes)), float(duration), zone)
+
+
+def window_problems(days: Sequence[Any], start: Any, duration: Any, zone: Any) -> list[tuple[str, str]]:
+    """Every part of a window that cannot work, as (part, message): for `alertbridge check`."""
+    problems = []
     if isinstance(days, str) or not days:
-        raise Invalid("days: a list of days of the week (mon … sun), at least one")
-    numbers = set()
-    for day in days:
-        number = _DAY_NAMES.get(str(day).strip().lower())
-        if number is None:
-            raise Invalid(f"days: unknown day {day!r}: use {', '.join(DAYS)}")
-        numbers.add(number)
-    found = _TIME.match(str(start).strip()) if isinstance(start, str) else None
+        problems.append(("days", "a list of days of the week (mon … sun), at least one"))
+    else:
+        unknown = [day for day in days if str(day).strip().lower() not in _DAY_NAMES]
+        if unknown:
+            problems.append(("days", f"unknown day {unknown[0]!r}: use {', '.join(DAYS)}"))
+    found = _TIME.match(start.strip()) if isinstance(start, str) else None
     if found is None or int(found[1]) > 23 or int(found[2]) > 59:
-        raise Invalid(f"start: {start!r} is not a time of day: write HH:MM, 00:00 to 23:59")
+        problems.append(("start", f"{start!r} is not a time of day: write HH:MM, 00:00 to 23:59"))
     if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
-        raise Invalid(f"duration: {duration!r} must be more than zero")
-    if duration > MAX_WINDOW:
-        raise Invalid("duration: at most a week (7d)")
+        problems.append(("duration", f"{duration!r} must be more than zero"))
+    elif duration > MAX_WINDOW:
+        problems.append(("duration", "at most a week (7d)"))
     if not isinstance(zone, str) or not zone:
-        raise Invalid("timezone: an IANA time zone such as Europe/Berlin")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid(f"timezone: unknown time zone {zone!r} (an IANA name such as Europe/Berlin)") from None
-    return Window(frozenset(numbers), dt.time(int(found[1]), int(found[2])), float(duration), zone)
+        problems.append(("timezone", "an IANA time zone such as Europe/Berlin"))
+    else:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(("timezone", f"unknown time zone {zone!r} (an IANA name such as Europe/Berlin)"))
+    return problems
+
+
+def _day_numbers(days: Sequence[Any]) -> set[int]:
+    return {_DAY_NAMES[str(day).strip().lower()] for day in days}
 
 
 # ---- what mutes an event
