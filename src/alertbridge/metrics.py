@@ -37,7 +37,7 @@ class Metrics:
         )
         self.routed = Counter(
             "alertbridge_events_routed",
-            "Routing decisions, by result (routed, unmatched, failed, suppressed)",
+            "Routing decisions, by result (routed, unmatched, failed, suppressed, silenced)",
             ["status"],
             registry=r,
         )
