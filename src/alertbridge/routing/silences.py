@@ -51,6 +51,7 @@ _DAY_NAMES = {
     **{n: i for i, n in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))},
 }
 MAX_WINDOW = 7 * 86400.0  # a window longer than a week would overlap itself
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: the last instant a silence can end
 
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.:]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -340,16 +341,20 @@ def instant(value: Any, what: str) -> float:
     if isinstance(value, bool):
         raise Invalid(f"{what}: {value!r} is not a time")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        moment = float(value)
+    elif isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise Invalid(f"{what}: {value!r} is not an ISO 8601 time (2026-03-29T01:30:00Z)") from None
         if parsed.tzinfo is None:
             raise Invalid(f"{what}: {value!r} has no time zone (add Z for UTC)")
-        return parsed.timestamp()
-    raise Invalid(f"{what}: {value!r} is not a time")
+        moment = parsed.timestamp()
+    else:
+        raise Invalid(f"{what}: {value!r} is not a time")
+    if not 0 <= moment <= LATEST:
+        raise Invalid(f"{what}: {value!r} is not between 1970 and 9999")
+    return moment
 
 
 def iso(moment: float) -> str:
@@ -375,6 +380,8 @@ def make(
     """A new silence (or window, with `recurrence`: days, start, duration, zone), checked: matchers,
     an end after its start and after now."""
     checked = tuple(parse_matchers(matchers))
+    if recurrence is None and not ends_at <= LATEST:
+        raise Invalid("ends_at: a silence ends by 9999 (a maintenance window may recur until expired)")
     if ends_at <= starts_at:
         raise Invalid(f"ends_at ({iso(ends_at)}) must be after starts_at ({iso(starts_at)})")
     if ends_at <= now:
