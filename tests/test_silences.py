@@ -336,3 +336,60 @@ def test_a_silence_made_on_one_replica_mutes_what_another_routes(
     assert row["status"] == "silenced" and row["trace"][0]["silence"] == made.json()["id"]
     assert second.metric("alertbridge_events_silenced_total", endpoint="prometheus") == 1
     assert triggers(pd) == []
+
+
+def test_alertmanager_api_takes_a_token_or_a_users_basic_auth(server: Server, tmp_path: Path) -> None:
+    server.cli("users", "create", "--email", "ops@example.com", "--role", "member", "--password", PASSWORD)
+    server.cli("users", "create", "--email", "watcher@example.com", "--role", "viewer", "--password", PASSWORD)
+    api = server.client
+    body = {
+        "matchers": [{"name": "alertname", "value": "Probe", "isRegex": False, "isEqual": True}],
+        "startsAt": "2020-01-01T00:00:00Z",  # in the past: it starts now, as Alertmanager does
+        "endsAt": "9000-01-01T00:00:00.000Z",
+        "createdBy": "grafana",
+        "comment": "from Grafana's Alertmanager data source",
+    }
+    assert api.get("/api/v2/silences").status_code == 401
+    assert api.post("/api/v2/silences", json=body, auth=("ops@example.com", "wrong-password")).status_code == 401
+    viewer = api.post("/api/v2/silences", json=body, auth=("watcher@example.com", PASSWORD))
+    assert viewer.status_code == 403 and "viewer" in viewer.text
+    made = api.post("/api/v2/silences", json=body, auth=("ops@example.com", PASSWORD))
+    assert made.status_code == 200, made.text
+    silence_id = made.json()["silenceID"]
+    got = api.get(f"/api/v2/silence/{silence_id}", auth=("watcher@example.com", PASSWORD)).json()
+    assert got["status"]["state"] == "active" and got["createdBy"] == "grafana"
+
+    bad = api.post(
+        "/api/v2/silences",
+        json={**body, "matchers": [{"name": "alertname", "value": "(x", "isRegex": True}]},
+        auth=("ops@example.com", PASSWORD),
+    )
+    assert bad.status_code == 400 and "does not compile" in bad.text  # plain text, as Alertmanager answers
+    ended = api.post(
+        "/api/v2/silences", json={**body, "endsAt": "2021-01-01T00:00:00Z"}, auth=("ops@example.com", PASSWORD)
+    )
+    assert ended.status_code == 400 and "must be after starts_at" in ended.text
+    assert len(api.get("/api/v2/silences", auth=("ops@example.com", PASSWORD)).json()) == 1  # nothing else saved
+    filtered = api.get("/api/v2/silences", params={"filter": "alertname=Other"}, auth=("ops@example.com", PASSWORD))
+    assert filtered.json() == []
+
+    # Editing (POST with its id) replaces it: the old one expires, a new one is made.
+    edited = api.post(
+        "/api/v2/silences", json={**body, "id": silence_id, "comment": "longer"}, auth=("ops@example.com", PASSWORD)
+    )
+    assert edited.status_code == 200 and edited.json()["silenceID"] != silence_id
+    states = {
+        s["id"]: s["status"]["state"] for s in api.get("/api/v2/silences", auth=("ops@example.com", PASSWORD)).json()
+    }
+    assert states == {silence_id: "expired", edited.json()["silenceID"]: "active"}
+    assert api.delete(f"/api/v2/silence/{silence_id}", auth=("ops@example.com", PASSWORD)).status_code == 500
+    assert PASSWORD not in server.logs()
+
+    # amtool with basic auth in its http config, as its docs configure it.
+    http_config = tmp_path / "basic.yml"
+    http_config.write_text(json.dumps({"basic_auth": {"username": "ops@example.com", "password": PASSWORD}}))
+    query = subprocess.run(
+        ["amtool", f"--alertmanager.url={server.url}", f"--http.config.file={http_config}", "silence", "query", "-q"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert query.returncode == 0 and query.stdout.split() == [edited.json()["silenceID"]], query.stderr
