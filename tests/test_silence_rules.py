@@ -12,6 +12,7 @@ from alertbridge.events import Event, Service
 from alertbridge.routing.silences import (
     Invalid,
     Silence,
+    instant,
     make,
     parse_matcher,
     parse_matchers,
@@ -190,3 +191,11 @@ def test_a_window_silence_names_its_window_in_the_trace() -> None:
     step = silencer([s], event({"alertname": "DiskFull"}), utc(2026, 3, 29, 0, 45))
     assert step is not None and step["window"] == "db" and step["until"] == "2026-03-29T01:30:00Z"
     assert silencer([s], event({"alertname": "CPU"}), utc(2026, 3, 29, 0, 45)) is None
+
+
+def test_times_beyond_year_9999_are_refused_not_crashed_on() -> None:
+    with pytest.raises(Invalid, match="ends by 9999"):
+        make(org="o", matchers=["a=b"], starts_at=0, ends_at=1e300, created_by="x", comment="", now=0)
+    with pytest.raises(Invalid, match="between 1970 and 9999"):
+        instant(1e300, "ends_at")
+    assert instant("2026-03-29T01:30:00+01:00", "starts_at") == utc(2026, 3, 29, 0, 30)
