@@ -213,6 +213,7 @@ UNIT_MODULES = {
     "test_layers",
     "test_provider_names",
     "test_routing",
+    "test_silence_rules",
     "test_source_fuzz",
     "test_store",
     "test_thena_source",

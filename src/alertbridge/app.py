@@ -13,6 +13,7 @@ from starlette.routing import Mount
 
 from alertbridge import targets as target_types
 from alertbridge.api import admin_api
+from alertbridge.api.alertmanager import alertmanager_api
 from alertbridge.api.integrations import integrations_api
 from alertbridge.api.objects.service import Objects
 from alertbridge.config import Config
@@ -115,6 +116,7 @@ def operator_app(
             *integrations_api(store, endpoints, vault, clock),
             *console_routes(store, clock),
             Mount("/api/v1", admin_api(config, store, run.teams, clock, run.objects)),
+            Mount("/api/v2", alertmanager_api(config, store, run.teams, clock)),
             *probe_routes(config, store, run.router, run.dispatcher, metrics),
         ],
         exception_handlers={404: not_found(metrics), 405: not_found(metrics)},

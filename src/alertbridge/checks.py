@@ -21,6 +21,7 @@ from alertbridge.config import (
     Config,
     EndpointConfig,
     Located,
+    MaintenanceConfig,
     RouteConfig,
     TargetConfig,
     TeamConfig,
@@ -39,6 +40,7 @@ _ITEMS: dict[str, type[BaseModel]] = {
     "targets": TargetConfig,
     "routes": RouteConfig,
     "teams": TeamConfig,
+    "maintenance": MaintenanceConfig,
 }
 
 # What every template sees (templating.context); `tables` and Jinja's own globals come from the environment.
@@ -102,6 +104,7 @@ def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
         sources.validate_endpoints(config)
         + target_types.validate_targets(config)
         + routing.validate_routes(config)
+        + routing.validate_maintenance(config)
         + validate_teams(config)
         + _meaning(config, _declared_targets(data), bool(data.get("teams")))
     )

@@ -404,7 +404,9 @@ def _print_route(step: dict[str, Any]) -> None:
 @events_app.command("list")
 def events_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    status: Annotated[str | None, typer.Option(help="received, routed, unmatched, failed or suppressed.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="received, routed, unmatched, failed, suppressed or silenced.")
+    ] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -581,6 +583,112 @@ def export(
 
     count = _store_run(_choose(store, config), dump)
     err.print(f"{count} event(s) exported")
+
+
+silence_app = typer.Typer(help="Silences: mute the events that match, for a while.", no_args_is_help=True)
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+def silence_add(
+    matchers: Annotated[list[str], typer.Argument(help="name=value, name!=value, name=~regex, name!~regex.")],
+    duration: Annotated[str, typer.Option(help="How long, e.g. 2h, 30m, 1d.")] = "1h",
+    comment: Annotated[str, typer.Option(help="Why (shown in every trace it mutes).")] = "",
+    author: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    org: Annotated[str | None, typer.Option(help="The org (default: the server's org).")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Add a silence from now, for --duration; prints its id."""
+    from alertbridge.config import parse_duration
+    from alertbridge.routing.silences import Invalid, make, to_row
+
+    now = time.time()
+    try:
+        seconds = parse_duration(duration)
+        silence = make(
+            org=org or _setting(config, "server", "org") or DEFAULT_ORG,
+            matchers=matchers,
+            starts_at=now,
+            ends_at=now + seconds,
+            created_by=author or os.environ.get("USER") or "alertbridge silence add",
+            comment=comment,
+            now=now,
+        )
+    except (Invalid, ValueError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    _store_run(_choose(store, config), lambda s: s.add_silence(to_row(silence), now))
+    print(silence.id)
+
+
+@silence_app.command("list")
+def silence_list(
+    expired: Annotated[bool, typer.Option(help="Include expired silences.")] = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Silences and maintenance windows made through the API or this command, newest first."""
+    from alertbridge.routing.silences import from_row, iso
+
+    now = time.time()
+    found = [from_row(row) for row in _store_run(_choose(store, config), lambda s: s.silences())]
+    found = [s for s in found if expired or s.state(now) != "expired"]
+    if as_json:
+        _plain_json(
+            [
+                {
+                    "id": s.id,
+                    "org": s.org,
+                    "matchers": [str(m) for m in s.matchers],
+                    "starts_at": iso(s.starts_at),
+                    "ends_at": iso(s.ends_at),
+                    "created_by": s.created_by,
+                    "comment": s.comment,
+                    "state": s.state(now),
+                    "window": s.window.view() if s.window else None,
+                }
+                for s in found
+            ]
+        )
+        return
+    table = Table(title=f"{len(found)} silence(s)")
+    for column in ("id", "matchers", "starts (UTC)", "ends (UTC)", "state", "created by", "comment"):
+        table.add_column(column, overflow="fold")
+    for s in found:
+        ends = "never" if s.ends_at == float("inf") else _when(s.ends_at)
+        state = s.state(now) + (f" (window {s.window.view()})" if s.window else "")
+        table.add_row(
+            s.id,
+            escape(" ".join(str(m) for m in s.matchers)),
+            _when(s.starts_at),
+            ends,
+            escape(state),
+            escape(s.created_by),
+            escape(s.comment),
+        )
+    out.print(table)
+
+
+@silence_app.command("expire")
+def silence_expire(
+    ids: Annotated[list[str], typer.Argument(help="The silences to end now.")],
+    org: Annotated[str | None, typer.Option(help="The org (default: the server's org).")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """End silences now; an id that is unknown or expired already exits 1."""
+    chosen = org or _setting(config, "server", "org") or DEFAULT_ORG
+
+    async def expire(s: Store) -> list[str]:
+        return [i for i in ids if not await s.expire_silence(chosen, i, time.time())]
+
+    missed = _store_run(_choose(store, config), expire)
+    for i in missed:
+        err.print(f"[red]No active or pending silence {escape(i)} in org {escape(chosen)}.[/red]")
+    if missed:
+        raise typer.Exit(1)
 
 
 tokens_app = typer.Typer(help="API tokens for the admin API (/api/v1).", no_args_is_help=True)

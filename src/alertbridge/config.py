@@ -250,6 +250,23 @@ class RoutingConfig(Model):
         return value
 
 
+class MaintenanceConfig(Model):
+    """A maintenance window: a recurring silence. What the values mean (days, a local start time, a
+    time zone, matchers) is checked by `routing.validate_maintenance`, so the file's problems and
+    the API's are worded alike."""
+
+    name: str
+    matchers: list[str | dict[str, Any]]
+    days: list[str]
+    start: str  # HH:MM, local time in `timezone`
+    duration: float
+    timezone: str  # IANA, e.g. Europe/Berlin
+    org: str | None = None
+    comment: str = ""
+
+    _duration = field_validator("duration", mode="before")(lambda v: parse_duration(v))
+
+
 class RetentionConfig(Model):
     """How long history is kept. An event goes once it is older than `events` and none of its
     deliveries is still to be sent; attempts go after `attempts`. None keeps forever."""
@@ -275,6 +292,7 @@ class Config(Model):
     teams: list[TeamConfig] = []
     routing: RoutingConfig = RoutingConfig()
     retention: RetentionConfig = RetentionConfig()
+    maintenance: list[MaintenanceConfig] = []
 
     def endpoint(self, name: str) -> EndpointConfig:
         for endpoint in self.endpoints:

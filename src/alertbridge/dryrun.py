@@ -2,7 +2,8 @@
 
 The decision alone can mislead: an action whose once-per-ticket key was used already is not
 sent again, an action that needs a link not made yet waits for it, and paused deliveries wait in
-the outbox. So the dry run reads the store as the router would (links, teams, echoes, used keys),
+the outbox, and a silence or a maintenance window active now mutes it. So the dry run reads the
+store as the router would (links, teams, echoes, used keys, silences),
 through a read-only opening that never creates a database, and says what would really happen.
 """
 
@@ -19,6 +20,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.routing import compile_rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.router import Router
+from alertbridge.routing.silences import silencer
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.store import StoreUnavailable, masked, open_store
 
@@ -69,7 +71,12 @@ async def preview(config: Config, url: str, events: Sequence[Event], clock: Call
                 result.decisions.append((event, decision))
         else:
             for event in events:
-                decision = decide(event, rules.routes, targets, rules.templates, clock)
+                muted = silencer(rules.windows, event, clock())  # the file's windows; stored silences unknown
+                decision = (
+                    Decision("silenced", [muted])
+                    if muted
+                    else decide(event, rules.routes, targets, rules.templates, clock)
+                )
                 _annotate(decision, {})
                 result.decisions.append((event, decision))
     finally:

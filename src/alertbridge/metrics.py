@@ -37,8 +37,14 @@ class Metrics:
         )
         self.routed = Counter(
             "alertbridge_events_routed",
-            "Routing decisions, by result (routed, unmatched, failed, suppressed)",
+            "Routing decisions, by result (routed, unmatched, failed, suppressed, silenced)",
             ["status"],
+            registry=r,
+        )
+        self.silenced = Counter(
+            "alertbridge_events_silenced_total",
+            "Events a silence or a maintenance window muted when they were routed",
+            ["endpoint"],
             registry=r,
         )
         self.deliveries = Counter(

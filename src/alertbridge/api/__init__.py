@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from alertbridge import __version__
-from alertbridge.api import deliveries, events, inbox, integrations, routes
+from alertbridge.api import deliveries, events, inbox, integrations, routes, silences
 from alertbridge.api import teams as team_api
 from alertbridge.api.deps import Context
 from alertbridge.config import Config
@@ -49,6 +49,6 @@ def admin_api(
         from alertbridge.api.objects.routes import router as object_routes
 
         api.include_router(object_routes)
-    for resource in (events, deliveries, inbox, integrations, routes, team_api):
+    for resource in (events, deliveries, inbox, integrations, routes, silences, team_api):
         api.include_router(resource.router)
     return api

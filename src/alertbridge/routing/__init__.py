@@ -7,6 +7,7 @@ from typing import Any
 
 from alertbridge.config import Config, Located
 from alertbridge.routing.routes import Route, compile_route, condition
+from alertbridge.routing.silences import Invalid, Silence, parse_matchers, window, window_problems
 from alertbridge.templating.templates import Templates
 
 
@@ -16,10 +17,51 @@ class Rules:
 
     routes: list[Route]
     templates: Templates
+    windows: tuple[Silence, ...] = ()  # the file's maintenance windows
 
 
 def compile_rules(config: Config) -> Rules:
-    return Rules(routes=[compile_route(r) for r in config.routes], templates=Templates(config.tables))
+    return Rules(
+        routes=[compile_route(r) for r in config.routes],
+        templates=Templates(config.tables),
+        windows=tuple(maintenance_windows(config)),
+    )
+
+
+def maintenance_windows(config: Config) -> list[Silence]:
+    """The file's `maintenance:` windows as silences that never end (`validate_maintenance` passed)."""
+    return [
+        Silence(
+            id=f"maintenance:{item.name}",
+            org=item.org or config.server.org,
+            matchers=tuple(parse_matchers(item.matchers)),
+            starts_at=0.0,
+            ends_at=float("inf"),
+            created_by="configuration",
+            comment=item.comment or f"maintenance window {item.name}",
+            updated_at=0.0,
+            window=window(item.days, item.start, item.duration, item.timezone),
+            name=item.name,
+        )
+        for item in config.maintenance
+    ]
+
+
+def validate_maintenance(config: Config) -> list[Located]:
+    """Each window's matchers, days, start time, duration and time zone; one name per window."""
+    problems: list[Located] = []
+    seen: set[str] = set()
+    for i, item in enumerate(config.maintenance):
+        if item.name in seen:
+            problems.append((("maintenance", i, "name"), f"duplicate maintenance window name {item.name!r}"))
+        seen.add(item.name)
+        try:
+            parse_matchers(item.matchers)
+        except Invalid as exc:
+            problems.append((("maintenance", i, "matchers"), str(exc)))
+        for part, message in window_problems(item.days, item.start, item.duration, item.timezone):
+            problems.append((("maintenance", i, part), message))
+    return problems
 
 
 def validate_routes(config: Config) -> list[Located]:

@@ -8,6 +8,9 @@ A batch's decisions are recorded in one transaction; routing the same event twic
 between) writes nothing new because delivery keys are unique. An event that opens or closes an
 alert's episode moves the alert in that transaction too, and only from where the router read it
 (`routing/episodes.py`), so that routing it twice cannot open two episodes.
+An event that a silence or a maintenance window mutes when it is routed (`routing/silences.py`:
+the active ones are read from the store for each batch, so a silence made on any replica counts
+from the next batch on) is stored `silenced` with no deliveries, so it uses up no action's key.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import msgspec
@@ -28,6 +31,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.episodes import advance, alert_of
+from alertbridge.routing.silences import Invalid, Silence, from_row, silencer
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources import change_of, episodes_of, refs, through_api
 from alertbridge.store.base import Decided, Episode, EpisodeStep, Routing
@@ -123,8 +127,9 @@ class Router:
         writes: list[tuple[Event, Decision, int | None, EpisodeStep | None]] = []
         used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
         alerts: dict[tuple[str, str], Episode] = {}  # where this batch's events leave each alert
+        silences = await self.silences()
         for event in events:
-            echo_id, decision, moved = await self._route(event, used, alerts)
+            echo_id, decision, moved = await self._route(event, used, alerts, silences)
             if echo_id is not None:
                 used.add(echo_id)
             writes.append((event, decision, echo_id, moved))
@@ -145,6 +150,8 @@ class Router:
                 continue
             created += sum(1 for x in existing if x is None)
             self.metrics.routed.labels(decision.status).inc()
+            if decision.status == "silenced":
+                self.metrics.silenced.labels(event.endpoint).inc()
             log.info(
                 "routed",
                 event_id=event.id,
@@ -159,18 +166,38 @@ class Router:
 
     async def preview(self, event: Event) -> Decision:
         """What routing would decide for this event now, writing nothing (`send --dry-run`)."""
-        return (await self._route(event))[1]
+        return (await self._route(event, silences=await self.silences()))[1]
+
+    async def silences(self) -> list[Silence]:
+        """The file's maintenance windows and the silences and windows active in the store now. A
+        stored row that no longer parses (made by a newer version) is logged and skipped."""
+        found = list(self.rules.windows)
+        for row in await self.store.active_silences(self.clock()):
+            try:
+                found.append(from_row(row))
+            except (Invalid, KeyError, TypeError) as exc:
+                log.error("bad_silence", silence=row.get("id"), error=str(exc))
+        return found
 
     async def _route(
-        self, event: Event, used: Collection[int] = (), alerts: MutableMapping[tuple[str, str], Episode] | None = None
+        self,
+        event: Event,
+        used: Collection[int] = (),
+        alerts: MutableMapping[tuple[str, str], Episode] | None = None,
+        silences: Sequence[Silence] = (),
     ) -> tuple[int | None, Decision, EpisodeStep | None]:
-        """The decision for one event: our own echo suppressed, else the routes' (the expectation it
-        used), and the step it takes in its alert's episodes. An echo moves the alert too: an alert we
-        closed is closed."""
+        """The decision for one event: our own echo suppressed, else muted by a silence, else the
+        routes' (the expectation it used), and the step it takes in its alert's episodes. An echo
+        moves the alert too: an alert we closed is closed; a silenced alert still fires."""
         if event.filtered:  # the source kept it from routing (an endpoint's integration filter)
             return None, Decision("suppressed", [{"result": "not routed", "why": event.filtered}]), None
         event, moved, episode = await self._episode(event, {} if alerts is None else alerts)
         echo_id, decision, step = await self._echo(event, used)
+        muted = silencer(silences, event, self.clock()) if decision is None else None
+        if muted is not None:
+            decision = Decision("silenced", [muted])
+            if step is not None:
+                decision.trace.insert(0, step)
         if decision is None:
             decision = await self._decide(event)
             if step is not None:

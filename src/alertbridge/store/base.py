@@ -1,7 +1,9 @@
 """The storage interface, implemented by SQLite (one process) and PostgreSQL (many replicas).
 
 Statuses:
-- event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed`
+- event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed` | `suppressed` |
+  `silenced` (a redelivery of a silenced event makes it `received` again: routed anew, it pages if
+  its silence has ended)
 - delivery: `pending` → `in_flight` (claimed by a dispatcher until its lease ends) →
   `delivered` | `pending` again (retry) | `dead` (gave up; `replay` makes it pending)
 """
@@ -254,6 +256,8 @@ class Routing(Protocol):
     async def find_teams(self, org: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]: ...
     # Where the alert is in its episodes (Episode() for one never seen); `record_decisions` moves it.
     async def episode(self, org: str, alert: str) -> Episode: ...
+    # The silences and windows active at `now` (every org's), read for each batch the router routes.
+    async def active_silences(self, now: float) -> list[dict[str, Any]]: ...
 
 
 class Outbox(Protocol):
@@ -366,6 +370,17 @@ class Objects(Protocol):
     async def integrations(self) -> list[tuple[str, str, dict[str, Any]]]: ...
 
 
+class Silences(Protocol):
+    """Silences and maintenance windows made through the API (rows as dicts: id, org, matchers,
+    starts_at, ends_at, created_by, comment, updated_at, recurrence, name); `routing/silences.py`
+    reads them. Expiring sets `ends_at` to now."""
+
+    async def add_silence(self, silence: Mapping[str, Any], now: float) -> None: ...
+    async def silences(self, org: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    async def silence(self, silence_id: str, org: str | None = None) -> dict[str, Any] | None: ...
+    async def expire_silence(self, org: str, silence_id: str, now: float) -> bool: ...
+
+
 class Inbox(Protocol):
     """The built-in inbox: notifications per user, and incidents."""
 
@@ -381,7 +396,7 @@ class Inbox(Protocol):
     async def incidents(self, org: str, incident_id: int | None = None) -> list[dict[str, Any]]: ...
 
 
-class Store(Lifecycle, Ingest, Routing, Outbox, Records, Accounts, Objects, Inbox, Protocol):
+class Store(Lifecycle, Ingest, Routing, Outbox, Records, Accounts, Objects, Silences, Inbox, Protocol):
     """Every role: what a backend implements, and what the operator's side is given."""
 
 

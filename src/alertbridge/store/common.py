@@ -51,6 +51,40 @@ class SQLStore(ABC):
     async def episode(self, org: str, alert: str) -> Episode:
         return sql.episode(await self._one(self.q.episode, {"org": org, "alert": alert}))
 
+    async def active_silences(self, now: float) -> list[dict[str, Any]]:
+        return [self._silence(row) for row in await self._all(self.q.active_silences, {"now": now})]
+
+    # ---- silences
+
+    async def add_silence(self, silence: Mapping[str, Any], now: float) -> None:
+        params = {
+            **silence,
+            "matchers": self._encode(silence["matchers"]),
+            "recurrence": None if silence.get("recurrence") is None else self._encode(silence["recurrence"]),
+            "name": silence.get("name"),
+            "now": now,
+        }
+        await self._exec(self.q.add_silence, params)
+
+    async def silences(self, org: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        clauses, params = sql.where(self.q.param, [("org =", "org", org)])
+        rows = await self._all(self.q.silence_rows + clauses + self.q.silences_order, {**params, "limit": limit})
+        return [self._silence(row) for row in rows]
+
+    async def silence(self, silence_id: str, org: str | None = None) -> dict[str, Any] | None:
+        clauses, params = sql.where(self.q.param, [("id =", "id", silence_id), ("org =", "org", org)])
+        row = await self._one(self.q.silence_rows + clauses, params)
+        return self._silence(row) if row else None
+
+    async def expire_silence(self, org: str, silence_id: str, now: float) -> bool:
+        return await self._exec(self.q.expire_silence, {"id": silence_id, "org": org, "now": now}) > 0
+
+    def _silence(self, row: sql.Row) -> dict[str, Any]:
+        found = dict(row)
+        found["matchers"] = self._decode(found["matchers"])
+        found["recurrence"] = None if found["recurrence"] is None else self._decode(found["recurrence"])
+        return found
+
     # ---- operators
 
     async def list_events(

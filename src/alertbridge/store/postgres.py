@@ -237,6 +237,10 @@ _INSERT_EVENTS = (
     " ) AS t (id, org, endpoint, source, kind, delivery_key, subject_id, received_at, data)"
     " ON CONFLICT (org, endpoint, delivery_key) DO NOTHING RETURNING id"
 )
+_RESEND = (
+    "UPDATE events SET status = 'received', claim = NULL, claimed_until = NULL"
+    " WHERE id = ANY(%s) AND status = 'silenced'"
+)
 _FIRST_COPIES = (
     "SELECT e.org, e.endpoint, e.delivery_key, e.id FROM events e"
     " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k (org, endpoint, delivery_key)"
@@ -589,6 +593,7 @@ class PostgresStore(SQLStore):
                     seen[key] = row[0]
                     new_rows.append(row)
         inserted: set[str] = set()
+        resent = 0
         if new_rows:
             cursor = await conn.execute(_INSERT_EVENTS, _columns(new_rows))
             inserted = {row["id"] for row in await cursor.fetchall()}
@@ -599,7 +604,11 @@ class PostgresStore(SQLStore):
                 seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
             if any(seen[(r[1], r[2], r[5])] == r[0] for r in lost):  # cannot happen; never claim it stored
                 raise StoreUnavailable("an event was neither stored nor found stored")
-        if inserted:
+            # A redelivered event that was silenced is routed again: a sender that repeats a firing
+            # alert (Alertmanager, each `repeat_interval`) pages once its silence has ended.
+            cursor = await conn.execute(_RESEND, ([seen[(r[1], r[2], r[5])] for r in lost],))
+            resent = cursor.rowcount
+        if inserted or resent:
             await self._notify(conn, EVENTS_CHANNEL)
         results = []
         for waiting in batch:

@@ -278,6 +278,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        14,
+        # Silences (Alertmanager's, by UUID) and maintenance windows made through the API (a
+        # `recurrence`): the router reads the active ones for each batch it routes.
+        """
+        CREATE TABLE silences (
+            id text PRIMARY KEY,
+            org text NOT NULL,
+            matchers json NOT NULL,
+            starts_at double precision NOT NULL,
+            ends_at double precision NOT NULL,
+            created_by text NOT NULL,
+            comment text NOT NULL,
+            updated_at double precision NOT NULL,
+            recurrence json,
+            name text
+        );
+        CREATE INDEX silences_ending ON silences (ends_at);
+        """,
+    ),
 ]
 
 

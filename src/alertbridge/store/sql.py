@@ -173,6 +173,27 @@ class Statements:
     objects_order: str = " ORDER BY created_at, name"
     delete_object: str = "DELETE FROM objects WHERE org = :org AND kind = :kind AND name = :name"
 
+    # ---- silences and maintenance windows made through the API
+    add_silence: str = (
+        "INSERT INTO silences"
+        " (id, org, matchers, starts_at, ends_at, created_by, comment, updated_at, recurrence, name)"
+        " VALUES (:id, :org, :matchers, :starts_at, :ends_at, :created_by, :comment, :now, :recurrence, :name)"
+    )
+    silence_rows: str = (
+        "SELECT id, org, matchers, starts_at, ends_at, created_by, comment, updated_at, recurrence, name FROM silences"
+    )
+    silences_order: str = " ORDER BY starts_at DESC, id LIMIT :limit"
+    active_silences: str = (
+        "SELECT id, org, matchers, starts_at, ends_at, created_by, comment, updated_at, recurrence, name"
+        " FROM silences WHERE ends_at > :now AND starts_at <= :now ORDER BY starts_at, id"
+    )
+    # Expiring ends it now (and a silence that had not begun begins now too, as in Alertmanager).
+    expire_silence: str = (
+        "UPDATE silences SET ends_at = :now, updated_at = :now,"
+        " starts_at = CASE WHEN starts_at > :now THEN :now ELSE starts_at END"
+        " WHERE id = :id AND org = :org AND ends_at > :now"
+    )
+
     # ---- the inbox
     notify_all: str = (
         "INSERT INTO notifications (org, user_id, key, title, body, link, data, event_id, created_at, updated_at)"

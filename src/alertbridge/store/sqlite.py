@@ -337,6 +337,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        14,
+        # Silences (Alertmanager's, by UUID) and maintenance windows made through the API (a
+        # `recurrence`): the router reads the active ones for each batch it routes.
+        """
+        CREATE TABLE silences (
+            id TEXT PRIMARY KEY,
+            org TEXT NOT NULL,
+            matchers TEXT NOT NULL,
+            starts_at REAL NOT NULL,
+            ends_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            comment TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            recurrence TEXT,
+            name TEXT
+        );
+        CREATE INDEX silences_ending ON silences (ends_at);
+        """,
+    ),
 ]
 
 
@@ -497,6 +517,7 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
     return [(v, None) for v in values] if isinstance(values, list) else [(values, None)]
 
 
+RESEND = "UPDATE events SET status = 'received' WHERE status = 'silenced'"
 _EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
 
@@ -531,6 +552,7 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
     the writer thread, which shares the interpreter lock with the loop); redeliveries point at the
     first copy."""
     first = _stored_ids(conn, [row for i in indexes for row in batch[i].events or []])
+    _unsilence(conn, list(first.values()))
     new_rows = []
     results: list[list[Stored]] = []
     for i in indexes:
@@ -553,6 +575,15 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
             [value for row in chunk for value in row],
         )
     return results
+
+
+def _unsilence(conn: sqlite3.Connection, event_ids: list[str]) -> None:
+    """A redelivered event that was silenced is routed again (`RESEND`): a sender that repeats a
+    firing alert (Alertmanager, each `repeat_interval`) pages once its silence has ended."""
+    size = _per_statement(conn, 1)
+    for start in range(0, len(event_ids), size):
+        chunk = event_ids[start : start + size]
+        conn.execute(f"{RESEND} AND id IN ({', '.join('?' * len(chunk))})", chunk)
 
 
 def _stored_ids(conn: sqlite3.Connection, rows: list[tuple]) -> dict[tuple[str, str, str], str]:
