@@ -248,3 +248,27 @@ def test_an_oversized_body_is_refused(server: Server) -> None:
     assert answer.status_code == 413
     assert "65536 byte limit" in answer.json()["error"]
     assert server.events() == []
+
+
+def test_the_token_in_a_header_of_its_own(server_factory: Callable[..., Server]) -> None:
+    """Alertmanager 0.27+ sends `http_headers` (Debian's 0.25 cannot, so this one is posted as it would
+    be): the token in a header the endpoint names, or as `Authorization: Bearer`; nothing else."""
+    config = """
+endpoints:
+  - name: prometheus
+    source: alertmanager
+    path: /webhooks/alertmanager
+    token: ${AM_TOKEN}
+    token_header: X-Alertbridge-Token
+"""
+    server = server_factory(config, {"AM_TOKEN": TOKEN})
+    body = json.dumps(notification(posted_alert(instance="a"))).encode()
+    missing = server.post(PATH, content=body)
+    assert missing.status_code == 401 and "X-Alertbridge-Token" in missing.json()["error"]
+    wrong = server.post(PATH, content=body, headers={"X-Alertbridge-Token": "not-it"})
+    assert wrong.status_code == 403 and TOKEN not in wrong.text
+    assert server.events() == []
+    assert server.post(PATH, content=body, headers={"X-Alertbridge-Token": TOKEN}).status_code == 200
+    other = json.dumps(notification(posted_alert(instance="b"))).encode()
+    assert server.post(PATH, content=other, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    wait_until(lambda: len(server.events()) == 2, what="two alerts stored")
