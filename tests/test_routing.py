@@ -249,6 +249,26 @@ def test_where_an_event_leaves_its_alerts_episodes(
     assert advance(was, effect, "alert.created") == (episode, after, why)
 
 
+def test_a_restart_opens_the_next_episode_even_while_one_is_open_but_not_for_its_own_firing() -> None:
+    """Alertmanager's firings restart: each is sent once, so a new one while open means a lost resolve."""
+    opened = Episode(1, True, "E1")
+    assert advance(opened, "restart", "am.firing", "E2") == (
+        2,
+        Episode(2, True, "E2"),
+        "am.firing opens episode 2 (episode 1 was still open: its resolve never came)",
+    )
+    # The same firing routed again (after a silence ended): the episode it opened.
+    again = advance(opened, "restart", "am.firing", "E1")
+    assert again == (1, opened, "am.firing: episode 1 is the one this firing opened")
+    # From closed (or never seen), a restart opens as `open` does.
+    assert advance(Episode(1, False), "restart", "am.firing", "E3") == (
+        2,
+        Episode(2, True, "E3"),
+        "am.firing opens episode 2 (episode 1 was closed)",
+    )
+    assert advance(Episode(), "restart", "am.firing", "E4")[0:2] == (1, Episode(1, True))
+
+
 def test_keys_carry_the_episode_from_the_second_on_and_templates_read_it() -> None:
     """Episode 1's keys are the keys alertbridge always made; later episodes' are new ones."""
     config = Config.model_validate(

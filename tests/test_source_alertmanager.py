@@ -272,3 +272,47 @@ endpoints:
     other = json.dumps(notification(posted_alert(instance="b"))).encode()
     assert server.post(PATH, content=other, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     wait_until(lambda: len(server.events()) == 2, what="two alerts stored")
+
+
+def test_a_new_firing_pages_again_even_when_the_last_resolve_never_came(
+    server_factory: Callable[..., Server],
+) -> None:
+    """Alertmanager sends each firing of an alert once (its startsAt is in the delivery key; repeats
+    are redeliveries): a firing with a new startsAt while the alert's episode is still open means its
+    resolve was lost (`send_resolved: false`, a resolve given up on) and is a new episode that pages."""
+    config = """
+endpoints:
+  - name: prometheus
+    source: alertmanager
+    path: /webhooks/alertmanager
+    token: ${AM_TOKEN}
+targets:
+  - { name: inbox, type: inbox }
+routes:
+  - name: page
+    match: { kind: alertmanager.firing }
+    actions:
+      - target: inbox
+        action: notify
+        key: "page-{{ event.dedup_key }}"
+        body: "{{ event.title }}"
+"""
+    server = server_factory(config, {"AM_TOKEN": TOKEN})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+
+    def fire(starts: str) -> None:
+        body = notification({**posted_alert(instance="db-1"), "startsAt": starts})
+        assert server.post(PATH, body, headers=bearer).status_code == 200
+
+    fire("2026-12-04T10:00:00Z")
+    fire("2026-12-04T10:00:00Z")  # Alertmanager's repeat of the same firing: a redelivery
+    fire("2026-12-04T11:00:00Z")  # firing again, its 10:00 firing never resolved
+    keys = wait_until(
+        lambda: sorted(d["idempotency_key"] for d in server.deliveries()) if len(server.deliveries()) == 2 else None,
+        what="two pages",
+    )
+    (alert_fingerprint,) = {row["event"]["dedup_key"] for row in server.events()}
+    assert keys == [f"key:page-{alert_fingerprint}", f"key:page-{alert_fingerprint}#episode-2"]
+    steps = [next(s for s in row["trace"] if "episode" in s) for row in reversed(server.events())]
+    assert [s["episode"] for s in steps] == [1, 2]
+    assert "episode 1 was still open: its resolve never came" in steps[1]["why"]

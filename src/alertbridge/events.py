@@ -20,7 +20,10 @@ SEVERITIES = ("critical", "error", "warning", "info")  # critical is the highest
 
 # What an event does to its alert's episode: an alert that resolves and fires again is a new episode,
 # which pages again (`key:` values are per episode). Sources declare it per kind (`Source.episodes`).
-EpisodeEffect = Literal["open", "close"]
+# What an event does to its alert's episodes: opens one (a repeat while one is open belongs to it),
+# closes it, or restarts: opens the next even if one is open, as a sender that sends each firing
+# once (Alertmanager: a new startsAt is a new firing) means a new firing while open = a lost resolve.
+EpisodeEffect = Literal["open", "close", "restart"]
 
 
 class Subject(msgspec.Struct, frozen=True, omit_defaults=True):

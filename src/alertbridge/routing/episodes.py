@@ -27,15 +27,27 @@ def alert_of(event: Event) -> str | None:
     return None
 
 
-def advance(was: Episode, effect: EpisodeEffect | None, kind: str) -> tuple[int, Episode, str]:
-    """(the episode the event belongs to, where it leaves the alert, why: for the decision trace)."""
+def advance(
+    was: Episode, effect: EpisodeEffect | None, kind: str, event_id: str | None = None
+) -> tuple[int, Episode, str]:
+    """(the episode the event belongs to, where it leaves the alert, why: for the decision trace).
+    `event_id`: the event's, so that a `restart` routed again (after a silence) stays in the episode
+    it opened."""
     current = max(was.number, 1)
+    if effect == "restart" and was.open:
+        if event_id is not None and was.event_id == event_id:
+            return was.number, was, f"{kind}: episode {was.number} is the one this firing opened"
+        number = was.number + 1
+        why = f"{kind} opens episode {number} (episode {was.number} was still open: its resolve never came)"
+        return number, Episode(number, True, event_id), why
+    if effect == "restart":
+        effect = "open"
     if effect == "open":
         if was.open:
             return was.number, was, f"{kind}: episode {was.number} is open already, so this belongs to it"
         number = was.number + 1
         after = f" (episode {was.number} was closed)" if was.number else ""
-        return number, Episode(number, True), f"{kind} opens episode {number}{after}"
+        return number, Episode(number, True, event_id), f"{kind} opens episode {number}{after}"
     if effect == "close":
         if was.open:
             return current, Episode(current, False), f"{kind} closes episode {current}"

@@ -221,7 +221,7 @@ class Router:
         key = (event.org, alert)
         was = alerts[key] if key in alerts else await self.store.episode(event.org, alert)
         effect = kinds.get(event.kind)
-        number, now, why = advance(was, effect, event.kind)
+        number, now, why = advance(was, effect, event.kind, event.id)
         alerts[key] = now
         moved = EpisodeStep(event.org, alert, event.id, was, now) if effect else None
         trace = {"result": f"episode {number} of alert {alert}", "why": why, "episode": number, "alert": alert}

@@ -253,5 +253,7 @@ SOURCE = Source(
     settings=Settings,
     parse=parse,
     verify=verify,
-    episodes={"alertmanager.firing": "open", "alertmanager.resolved": "close"},
+    # Each firing of an alert is sent once (its delivery key carries startsAt; repeats are redeliveries):
+    # a new firing while the episode is open means its resolve was lost, and pages again.
+    episodes={"alertmanager.firing": "restart", "alertmanager.resolved": "close"},
 )

@@ -129,5 +129,5 @@ SOURCE = Source(
     settings=Settings,
     parse=parse,
     verify=verify,
-    episodes={"grafana.firing": "open", "grafana.resolved": "close"},
+    episodes={"grafana.firing": "restart", "grafana.resolved": "close"},  # as Alertmanager's
 )

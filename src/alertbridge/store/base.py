@@ -11,7 +11,7 @@ Statuses:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alertbridge.events import Event, Expected
@@ -37,6 +37,8 @@ class Episode:
 
     number: int = 0
     open: bool = False
+    # The event that last moved it (for an episode a `restart` opened: that firing); not compared.
+    event_id: str | None = field(default=None, compare=False)
 
     @property
     def state(self) -> str:

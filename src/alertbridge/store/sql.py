@@ -77,7 +77,7 @@ class Statements:
     )
 
     # An alert's episodes: read before routing, moved with the decision only from the state read.
-    episode: str = "SELECT number, state FROM episodes WHERE org = :org AND alert = :alert"
+    episode: str = "SELECT number, state, event_id FROM episodes WHERE org = :org AND alert = :alert"
     episode_step: str = (
         "INSERT INTO episodes (org, alert, number, state, event_id, updated_at)"
         " VALUES (:org, :alert, :number, :state, :event_id, :now)"
@@ -279,7 +279,7 @@ def event_row(row: Row, decode: Decode) -> EventRow:
 
 def episode(row: Row | None) -> Episode:
     """An alert's episode row (or none) as the router reads it."""
-    return Episode(row["number"], row["state"] == "open") if row else Episode()
+    return Episode(row["number"], row["state"] == "open", row["event_id"]) if row else Episode()
 
 
 def episode_params(step: EpisodeStep, now: float) -> dict[str, Any]:
