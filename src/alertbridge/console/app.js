@@ -51,7 +51,7 @@ const pages = {
     const rows = await api(`/api/v1/events?${q}`);
     view.innerHTML = `<h1>Events</h1>
       <form class="filters" id="filters"><input name="kind" placeholder="kind" value="${esc(params.kind || "")}">
-      <select name="status"><option value="">any status</option>${["routed", "unmatched", "failed", "suppressed", "received"].map((s) => `<option ${params.status === s ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <select name="status"><option value="">any status</option>${["routed", "unmatched", "failed", "suppressed", "silenced", "inhibited", "received"].map((s) => `<option ${params.status === s ? "selected" : ""}>${s}</option>`).join("")}</select>
       <button>Filter</button></form>
       <table><thead><tr><th>received</th><th>kind</th><th>title</th><th>endpoint</th><th>status</th></tr></thead><tbody>
       ${rows.map((r) => `<tr><td>${when(r.event.received_at)}</td><td><a href="#/event/${esc(r.event.id)}">${esc(r.event.kind)}</a></td><td>${esc(r.event.title)}</td><td>${esc(r.event.endpoint)}</td><td class="status-${esc(r.status)}">${esc(r.status)}</td></tr>`).join("")}

@@ -2,8 +2,8 @@
 
 Statuses:
 - event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed` | `suppressed` |
-  `silenced` (a redelivery of a silenced event makes it `received` again: routed anew, it pages if
-  its silence has ended)
+  `silenced` | `inhibited` (a redelivery of a silenced or inhibited event makes it `received` again:
+  routed anew, it pages if its silence has ended or its inhibiting alert resolved)
 - delivery: `pending` → `in_flight` (claimed by a dispatcher until its lease ends) →
   `delivered` | `pending` again (retry) | `dead` (gave up; `replay` makes it pending)
 """
@@ -11,7 +11,7 @@ Statuses:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alertbridge.events import Event, Expected
@@ -37,6 +37,7 @@ class Episode:
 
     number: int = 0
     open: bool = False
+    opened_at: float | None = field(default=None, compare=False)  # when the open one opened (repeats)
 
     @property
     def state(self) -> str:
@@ -55,6 +56,9 @@ class EpisodeStep:
     event_id: str
     was: Episode
     now: Episode
+    # What matchers read of the event (`silences.values_of`), kept with the alert: inhibit rules
+    # match the alerts that fire by it.
+    labels: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,8 @@ class Routing(Protocol):
     async def episode(self, org: str, alert: str) -> Episode: ...
     # The silences and windows active at `now` (every org's), read for each batch the router routes.
     async def active_silences(self, now: float) -> list[dict[str, Any]]: ...
+    # The alerts whose episode is open (every org's: org, alert, event_id, labels), for inhibit rules.
+    async def open_alerts(self) -> list[dict[str, Any]]: ...
 
 
 class Outbox(Protocol):

@@ -239,7 +239,7 @@ _INSERT_EVENTS = (
 )
 _RESEND = (
     "UPDATE events SET status = 'received', claim = NULL, claimed_until = NULL"
-    " WHERE id = ANY(%s) AND status = 'silenced'"
+    " WHERE id = ANY(%s) AND status IN ('silenced', 'inhibited')"
 )
 _FIRST_COPIES = (
     "SELECT e.org, e.endpoint, e.delivery_key, e.id FROM events e"

@@ -298,6 +298,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX silences_ending ON silences (ends_at);
         """,
     ),
+    (
+        15,
+        # Inhibition and repeats: what inhibit rules read of an open alert (its labels and the event
+        # fields matchers read), and when its open episode opened (a route's repeat_interval counts
+        # from there).
+        """
+        ALTER TABLE episodes ADD COLUMN labels json;
+        ALTER TABLE episodes ADD COLUMN opened_at double precision;
+        """,
+    ),
 ]
 
 

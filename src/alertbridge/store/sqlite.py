@@ -357,6 +357,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX silences_ending ON silences (ends_at);
         """,
     ),
+    (
+        15,
+        # Inhibition and repeats: what inhibit rules read of an open alert (its labels and the event
+        # fields matchers read), and when its open episode opened (a route's repeat_interval counts
+        # from there).
+        """
+        ALTER TABLE episodes ADD COLUMN labels TEXT;
+        ALTER TABLE episodes ADD COLUMN opened_at REAL;
+        """,
+    ),
 ]
 
 
@@ -517,7 +527,7 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
     return [(v, None) for v in values] if isinstance(values, list) else [(values, None)]
 
 
-RESEND = "UPDATE events SET status = 'received' WHERE status = 'silenced'"
+RESEND = "UPDATE events SET status = 'received' WHERE status IN ('silenced', 'inhibited')"
 _EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
 
