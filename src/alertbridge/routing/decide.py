@@ -28,6 +28,7 @@ class Decision:
     status: str  # routed | unmatched | failed
     trace: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
+    repeat_at: float | None = None  # when the next repeat interval of a matched route begins
 
 
 def decide(
@@ -65,6 +66,8 @@ def decide(
         if route.repeat_interval is not None and in_episode is not None:
             number, step["repeat"] = repeat_of(route.repeat_interval, in_episode, clock())
             repeat = (in_episode.alert, number)
+            after = in_episode.opened_at + (number + 1) * route.repeat_interval
+            decision.repeat_at = after if decision.repeat_at is None else min(decision.repeat_at, after)
         step["actions"] = []
         for index, action in enumerate(route.actions):
             step["actions"].append(_plan(event, route, index, action, targets, bound, clock, decision, repeat))

@@ -140,7 +140,10 @@ class Router:
                 used.add(echo_id)
             writes.append((event, decision, echo_id, moved))
         results = await self.store.record_decisions(
-            [Decided(e.id, d.status, d.trace, d.deliveries, echo_id, moved) for e, d, echo_id, moved in writes],
+            [
+                Decided(e.id, d.status, d.trace, d.deliveries, echo_id, moved, d.repeat_at)
+                for e, d, echo_id, moved in writes
+            ],
             self.clock(),
         )
         created = 0

@@ -29,6 +29,8 @@ class Decided:
     deliveries: Sequence[NewDelivery]
     echo_id: int | None = None  # the expected echo this event turned out to be
     episode: EpisodeStep | None = None  # what the event did to its alert's episode, if it opens or closes one
+    # When a redelivery of the event is a repeat to route again (a route's `repeat_interval` came round)
+    repeat_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -301,11 +301,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         15,
         # Inhibition and repeats: what inhibit rules read of an open alert (its labels and the event
-        # fields matchers read), and when its open episode opened (a route's repeat_interval counts
-        # from there).
+        # fields matchers read), when its open episode opened (a route's repeat_interval counts from
+        # there), and from when a redelivered event is a repeat to route again (`repeat_at`).
         """
         ALTER TABLE episodes ADD COLUMN labels json;
         ALTER TABLE episodes ADD COLUMN opened_at double precision;
+        ALTER TABLE events ADD COLUMN repeat_at double precision;
         """,
     ),
 ]
