@@ -307,6 +307,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE episodes ADD COLUMN labels json;
         ALTER TABLE episodes ADD COLUMN opened_at double precision;
         ALTER TABLE events ADD COLUMN repeat_at double precision;
+        CREATE INDEX episodes_open ON episodes (org) WHERE state = 'open';
         """,
     ),
 ]

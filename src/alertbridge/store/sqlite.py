@@ -366,6 +366,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE episodes ADD COLUMN labels TEXT;
         ALTER TABLE episodes ADD COLUMN opened_at REAL;
         ALTER TABLE events ADD COLUMN repeat_at REAL;
+        CREATE INDEX episodes_open ON episodes (org) WHERE state = 'open';
         """,
     ),
 ]
