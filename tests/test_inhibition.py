@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from .alertmanager import Alertmanager, ago
+from .alertmanager import alert as am_alert
+from .backends import POSTGRES
 from .conftest import Server, wait_until
 from .fakes.pagerduty import FakePagerDutyEvents
 from .test_source_alertmanager import notification, posted_alert
@@ -141,6 +144,51 @@ def test_cluster_down_mutes_the_warnings_of_its_cluster_only_until_it_resolves(
     dry = server.cli("send", str(payload), "--config", str(server.config), "--dry-run").stdout
     assert "decision: routed" in dry
     assert len(summaries(pd)) == 4
+
+
+def test_a_real_alertmanager_cluster_down_mutes_its_clusters_warnings_until_it_resolves(
+    server_factory: Callable[..., Server], pd: FakePagerDutyEvents, tmp_path: Path
+) -> None:
+    """Debian's Alertmanager as the sender, repeating every firing group each 2 s as it does in
+    production: the muted warning pages at Alertmanager's first repeat after ClusterDown resolved."""
+    server = server_factory(CONFIG, env(pd))
+    receiver = {
+        "name": "alertbridge",
+        "webhook_configs": [{"url": server.url + PATH, "http_config": {"authorization": {"credentials": AM_TOKEN}}}],
+    }
+    with Alertmanager(tmp_path, [receiver], route={"repeat_interval": "2s"}) as am:
+        am.post_alerts([am_alert("ClusterDown", severity="critical", cluster="eu-1")])
+        assert decided(server, "ClusterDown", "eu-1")["status"] == "routed"
+        am.post_alerts(
+            [
+                am_alert("HighLatency", severity="warning", cluster="eu-1"),
+                am_alert("HighLatency", severity="warning", cluster="us-1"),
+            ]
+        )
+        assert decided(server, "HighLatency", "eu-1")["status"] == "inhibited"
+        assert decided(server, "HighLatency", "us-1")["status"] == "routed"
+        # Alertmanager's repeats of the muted warning are routed again, and muted again.
+        wait_until(lambda: server.metric("alertbridge_events_inhibited_total", endpoint="prometheus") >= 2, 20)
+        assert sorted(summaries(pd)) == ["ClusterDown eu-1", "HighLatency us-1"]
+
+        am.post_alerts([am_alert("ClusterDown", severity="critical", cluster="eu-1", ends=ago(1))])
+        decided(server, "ClusterDown", "eu-1", "alertmanager.resolved")
+        wait_until(lambda: "HighLatency eu-1" in summaries(pd), 30, "the warning of eu-1 paged at the next repeat")
+    assert decided(server, "HighLatency", "eu-1")["status"] == "routed"
+    assert sorted(summaries(pd)) == ["ClusterDown eu-1", "HighLatency eu-1", "HighLatency us-1"]
+
+
+@pytest.mark.skipif(not POSTGRES, reason="replicas share a database on PostgreSQL only")
+def test_an_alert_firing_on_one_replica_inhibits_what_another_routes(
+    server_factory: Callable[..., Server], pd: FakePagerDutyEvents
+) -> None:
+    first, second = server_factory(CONFIG, env(pd)), server_factory(CONFIG, env(pd))
+    post(first, alert("ClusterDown", "critical", "eu-1"))
+    decided(first, "ClusterDown", "eu-1")
+    first.stop()  # only the second replica is left to route
+    post(second, alert("HighLatency", "warning", "eu-1"))
+    assert decided(second, "HighLatency", "eu-1")["status"] == "inhibited"
+    assert second.metric("alertbridge_events_inhibited_total", endpoint="prometheus") == 1
 
 
 def test_an_alert_does_not_inhibit_itself_and_a_resolve_is_never_muted(
