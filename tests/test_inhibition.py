@@ -209,11 +209,13 @@ def test_an_alert_does_not_inhibit_itself_and_a_resolve_is_never_muted(
     assert resolved["status"] == "routed"  # what paged before ClusterDown fired can always clear
 
 
-def test_check_refuses_bad_inhibit_rules_with_their_lines(
+def test_check_refuses_bad_inhibit_rules_and_repeat_intervals_with_their_lines(
     server_factory: Callable[..., Server], pd: FakePagerDutyEvents
 ) -> None:
+    routes = CONFIG.split("inhibit_rules:")[0]
+    routes = routes.replace("    actions:\n", "    repeat_interval: soon\n    actions:\n", 1)
     config = (
-        CONFIG.split("inhibit_rules:")[0]
+        routes
         + """inhibit_rules:
   - name: bad-regex
     source_matchers: ['alertname=~"(x"']
@@ -249,6 +251,7 @@ def test_check_refuses_bad_inhibit_rules_with_their_lines(
         (line("source_matchers: []"), "inhibit_rules[2].source_matchers", "at least one matcher"),
         (line("equal: ['not a label']"), "inhibit_rules[2].equal[0]", "is not a label name"),
         (line("- name: nothing-to-mute", rules), "inhibit_rules[3].target_matchers", "Field required"),
+        (line("repeat_interval: soon"), "routes[0].repeat_interval", "'soon' is not a duration"),
     ]
     for number, field, message in expected:
         assert any(f":{number}: {field}: " in row and message in row for row in out.splitlines()), (field, out)
