@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -216,7 +217,8 @@ class Router:
         echo_id, decision, step = await self._echo(event, used)
         muted = None
         # A resolve is never inhibited: what paged before its source alert fired must be able to clear.
-        if decision is None and inhibitor is not None and not (moved is not None and not moved.now.open):
+        resolves = moved is not None and not moved.now.open
+        if decision is None and inhibitor is not None and not resolves:
             own = alert_of(event)  # an alert never inhibits itself
             muted = inhibitor.mutes(event, None if own is None else (event.org, own))
             if muted is not None:
@@ -254,7 +256,7 @@ class Router:
         number, now, why = advance(was, effect, event.kind)
         opens = now.open and not was.open
         if opens:
-            now = _opened(now, self.clock())
+            now = dataclasses.replace(now, opened_at=self.clock())
         alerts[key] = now
         moved = EpisodeStep(event.org, alert, event.id, was, now, values_of(event)) if effect else None
         trace = {"result": f"episode {number} of alert {alert}", "why": why, "episode": number, "alert": alert}
@@ -331,10 +333,6 @@ class Router:
             rejected.append(f"{_made(row)}, {differs}")
         why = "; ".join(rejected) + "; so this webhook is someone else's change"
         return None, None, {"result": "not an echo", "why": why}
-
-
-def _opened(episode: Episode, at: float) -> Episode:
-    return Episode(episode.number, episode.open, at)
 
 
 def _made(row: Mapping[str, Any]) -> str:
