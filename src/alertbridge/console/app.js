@@ -67,6 +67,7 @@ const pages = {
     const e = await api(`/api/v1/events/${encodeURIComponent(id)}`);
     const trace = (e.trace || []).map((step) => step.route
       ? `<li><b>${esc(step.route)}</b>: ${step.matched ? "matched" : "did not match"}<ul>${(step.reasons || []).map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
+         ${step.repeat ? `<div>${esc(step.repeat.result)}${step.repeat.why ? `: ${esc(step.repeat.why)}` : ""}</div>` : ""}
          ${(step.actions || []).map((a) => `<div>→ ${esc(a.action)} on ${esc(a.target)} ${a.error ? `<span class="error">${esc(a.error)}</span>` : ""}${a.waiting ? ` (waiting ${esc(a.waiting)})` : ""}</div>`).join("")}</li>`
       : `<li>${esc(step.result || (step.team !== undefined ? `team: ${step.team || "none"}` : ""))} ${esc(step.why || (step.matched_by ? `by ${step.matched_by}` : ""))}</li>`).join("");
     view.innerHTML = `<h1>${esc(e.event.kind)}</h1><p>${esc(e.event.title)} · <span class="status-${esc(e.status)}">${esc(e.status)}</span> · received ${when(e.event.received_at)}</p>
