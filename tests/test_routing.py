@@ -9,9 +9,11 @@ import pytest
 from alertbridge import targets
 from alertbridge.config import Config
 from alertbridge.events import Event, Subject
-from alertbridge.routing import compile_rules
+from alertbridge.routing import compile_rules, inhibit_rules
 from alertbridge.routing.decide import decide
 from alertbridge.routing.episodes import advance
+from alertbridge.routing.inhibition import Inhibitor
+from alertbridge.routing.repeats import InEpisode, per_repeat, repeat_of
 from alertbridge.routing.routes import condition
 from alertbridge.store.base import Episode
 from alertbridge.templating.templates import RenderError, Templates
@@ -251,10 +253,10 @@ def test_where_an_event_leaves_its_alerts_episodes(
 
 def test_a_restart_opens_the_next_episode_even_while_one_is_open_but_not_for_its_own_firing() -> None:
     """Alertmanager's firings restart: each is sent once, so a new one while open means a lost resolve."""
-    opened = Episode(1, True, "E1")
+    opened = Episode(1, True, event_id="E1")
     assert advance(opened, "restart", "am.firing", "E2") == (
         2,
-        Episode(2, True, "E2"),
+        Episode(2, True, event_id="E2"),
         "am.firing opens episode 2 (episode 1 was still open: its resolve never came)",
     )
     # The same firing routed again (after a silence ended): the episode it opened.
@@ -263,7 +265,7 @@ def test_a_restart_opens_the_next_episode_even_while_one_is_open_but_not_for_its
     # From closed (or never seen), a restart opens as `open` does.
     assert advance(Episode(1, False), "restart", "am.firing", "E3") == (
         2,
-        Episode(2, True, "E3"),
+        Episode(2, True, event_id="E3"),
         "am.firing opens episode 2 (episode 1 was closed)",
     )
     assert advance(Episode(), "restart", "am.firing", "E4")[0:2] == (1, Episode(1, True))
@@ -301,3 +303,44 @@ def test_keys_carry_the_episode_from_the_second_on_and_templates_read_it() -> No
     assert keys(None) == [("key:fire-db", "DB down, episode None"), ("event:01HX:fire:1", "")]
     assert keys(1) == [("key:fire-db", "DB down, episode 1"), ("event:01HX:fire:1", "")]
     assert keys(2) == [("key:fire-db#episode-2", "DB down, episode 2"), ("event:01HX:fire:1", "")]
+
+
+def test_an_inhibit_rule_compares_equal_labels_within_an_org_and_forgets_a_resolved_source() -> None:
+    """Pure: Alertmanager's equal (a label both lack is equal), per org, never the alert itself; a
+    source that resolves (told by the router as the batch goes) inhibits nothing more."""
+    config = Config.model_validate(
+        {
+            "inhibit_rules": [
+                {
+                    "source_matchers": ['alertname="ClusterDown"'],
+                    "target_matchers": ['severity=~"warning|info"'],
+                    "equal": ["cluster", "zone"],
+                }
+            ]
+        }
+    )
+    down = {"org": "default", "alert": "dedup:p:down", "event_id": "EV1", "labels": {"alertname": "ClusterDown"}}
+    inhibitor = Inhibitor.of(inhibit_rules(config), [{**down, "labels": {**down["labels"], "cluster": "eu-1"}}])
+    warning = event(labels={"severity": "warning", "cluster": "eu-1"})
+    muted = inhibitor.mutes(warning, ("default", "dedup:p:warn"))
+    assert muted is not None and muted["rule"] == "inhibit_rules[0]" and muted["by_event"] == "EV1"
+    assert muted["equal"] == {"cluster": "eu-1", "zone": ""}  # neither has a zone: equal
+    assert inhibitor.mutes(event(labels={"severity": "warning", "cluster": "us-1"}), None) is None
+    assert inhibitor.mutes(event(labels={"severity": "critical", "cluster": "eu-1"}), None) is None
+    assert inhibitor.mutes(event(org="other", labels={"severity": "warning", "cluster": "eu-1"}), None) is None
+    assert inhibitor.mutes(warning, ("default", "dedup:p:down")) is None  # the source alert itself
+    inhibitor.moved(("default", "dedup:p:down"), False, "EV2", {"alertname": "ClusterDown", "cluster": "eu-1"})
+    assert inhibitor.mutes(warning, None) is None
+
+
+def test_repeat_interval_counts_intervals_from_the_episodes_opening() -> None:
+    opened = InEpisode("dedup:p:x", 2, 1000.0, opens=False)
+    assert repeat_of(60, InEpisode("dedup:p:x", 2, 1000.0, opens=True), 1000.0)[1]["result"] == (
+        "first notification of episode 2"
+    )
+    number, step = repeat_of(60, opened, 1059.0)
+    assert (number, step["result"]) == (0, "repeat within repeat_interval: nothing new")
+    number, step = repeat_of(60, opened, 1130.0)
+    assert (number, step["result"]) == (2, "repeat after repeat_interval: notify again")
+    assert per_repeat("key:page#episode-2", 2) == "key:page#episode-2#repeat-2"
+    assert per_repeat("key:page", 0) == "key:page"

@@ -758,3 +758,43 @@ async def test_a_decision_whose_episode_step_is_not_recorded_gives_back_the_echo
     retried = Decided(event(3).id, "suppressed", suppressed, [], echo_id, moves(3, Episode(1, True), Episode(1, False)))
     assert await store.record_decisions([retried], 4) == [[]]
     assert await store.open_echoes("default", [("pagerduty", "incident", "PINC1")], "acknowledged", 0) == []
+
+
+async def test_open_alerts_keep_their_labels_and_opening_and_redeliveries_route_again_when_due(store: Store) -> None:
+    """An episode step keeps what inhibit rules read (labels) and when the episode opened; the open
+    alerts are listed with them. A redelivery of an inhibited event is routed again at once, one of a
+    routed event only once its `repeat_at` has come (a route's repeat_interval)."""
+    await store.add_events([event(n) for n in range(1, 4)])
+    labels = {"alertname": "ClusterDown", "cluster": "eu-1"}
+    step = EpisodeStep("default", "dedup:down", event(1).id, Episode(), Episode(1, True), labels)
+    other = EpisodeStep("default", "dedup:gone", event(3).id, Episode(), Episode(1, False), {"cluster": "us-1"})
+    await store.record_decisions(
+        [
+            Decided(event(1).id, "routed", [], [], None, step, repeat_at=50.0),
+            Decided(event(2).id, "inhibited", [{"result": "inhibited"}], []),
+            Decided(event(3).id, "routed", [], [], None, other),
+        ],
+        7,
+    )
+    assert await store.episode("default", "dedup:down") == Episode(1, True)
+    assert (await store.episode("default", "dedup:down")).opened_at == 7
+    assert await store.open_alerts() == [
+        {"org": "default", "alert": "dedup:down", "event_id": event(1).id, "labels": labels}
+    ]
+    repeat = EpisodeStep("default", "dedup:down", event(1).id, Episode(1, True), Episode(1, True), labels)
+    await store.add_events([event(4)])
+    await store.record_decisions([Decided(event(4).id, "routed", [], [], None, repeat)], 9)
+    assert (await store.episode("default", "dedup:down")).opened_at == 7  # a repeat keeps the opening time
+
+    def again(n: int, received_at: float) -> Event:
+        return msgspec.structs.replace(event(n), id=f"EV{n + 100:024d}", received_at=received_at)
+
+    async def status(n: int) -> str | None:
+        row = await store.get_event(event(n).id)
+        return row.status if row else None
+
+    stored = await store.add_events([again(1, 49.0), again(2, 49.0)])
+    assert [s.duplicate_of for s in stored] == [event(1).id, event(2).id]
+    assert (await status(1), await status(2)) == ("routed", "received")
+    await store.add_events([again(1, 50.0)])
+    assert await status(1) == "received"

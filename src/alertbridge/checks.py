@@ -20,6 +20,7 @@ from alertbridge import targets as target_types
 from alertbridge.config import (
     Config,
     EndpointConfig,
+    InhibitRuleConfig,
     Located,
     MaintenanceConfig,
     RouteConfig,
@@ -41,6 +42,7 @@ _ITEMS: dict[str, type[BaseModel]] = {
     "routes": RouteConfig,
     "teams": TeamConfig,
     "maintenance": MaintenanceConfig,
+    "inhibit_rules": InhibitRuleConfig,
 }
 
 # What every template sees (templating.context); `tables` and Jinja's own globals come from the environment.
@@ -105,6 +107,7 @@ def validate(data: Mapping[str, Any]) -> tuple[Config | None, list[Located]]:
         + target_types.validate_targets(config)
         + routing.validate_routes(config)
         + routing.validate_maintenance(config)
+        + routing.validate_inhibit_rules(config)
         + validate_teams(config)
         + _meaning(config, _declared_targets(data), bool(data.get("teams")))
     )

@@ -385,6 +385,9 @@ def _print_route(step: dict[str, Any]) -> None:
     mark = "[green]✔ matched[/green]" if step.get("matched") else "[dim]✘ no match[/dim]"
     out.print(f"  route [bold]{escape(str(step['route']))}[/bold]: {mark}")
     _lines([f"      {reason}" for reason in step.get("reasons", [])])
+    repeat = step.get("repeat")
+    if repeat:  # a route with repeat_interval: whether this repeat of the alert notifies
+        _lines([f"      {repeat['result']}" + (f": {repeat['why']}" if repeat.get("why") else "")])
     for action in step.get("actions", []):
         name, target = escape(str(action.get("action"))), escape(str(action.get("target")))
         if "error" in action:
@@ -405,7 +408,7 @@ def _print_route(step: dict[str, Any]) -> None:
 def events_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     status: Annotated[
-        str | None, typer.Option(help="received, routed, unmatched, failed, suppressed or silenced.")
+        str | None, typer.Option(help="received, routed, unmatched, failed, suppressed, silenced or inhibited.")
     ] = None,
     config: ConfigOption = None,
     store: StoreOption = None,

@@ -216,6 +216,11 @@ class RouteConfig(Model):
     match: dict[str, Any] = {}
     actions: list[ActionConfig] = []
     continue_: bool = Field(default=False, alias="continue")
+    # Alertmanager's meaning: an alert still firing notifies again once this long has passed in its
+    # episode; a repeat sooner sends nothing new (`routing/repeats.py`). None: a repeat sends nothing new.
+    repeat_interval: float | None = Field(default=None, gt=0)
+
+    _repeat = field_validator("repeat_interval", mode="before")(lambda v: None if v is None else parse_duration(v))
 
 
 class TeamConfig(Model):
@@ -267,6 +272,17 @@ class MaintenanceConfig(Model):
     _duration = field_validator("duration", mode="before")(lambda v: parse_duration(v))
 
 
+class InhibitRuleConfig(Model):
+    """Alertmanager's inhibit rule: while an alert matching `source_matchers` fires, events matching
+    `target_matchers` with the same `equal` labels are muted. The matchers' meaning is checked by
+    `routing.validate_inhibit_rules`, worded as the silences' are."""
+
+    name: str | None = None  # shown in traces; default: the rule's place in the list
+    source_matchers: list[str | dict[str, Any]]
+    target_matchers: list[str | dict[str, Any]]
+    equal: list[str] = []
+
+
 class RetentionConfig(Model):
     """How long history is kept. An event goes once it is older than `events` and none of its
     deliveries is still to be sent; attempts go after `attempts`. None keeps forever."""
@@ -293,6 +309,7 @@ class Config(Model):
     routing: RoutingConfig = RoutingConfig()
     retention: RetentionConfig = RetentionConfig()
     maintenance: list[MaintenanceConfig] = []
+    inhibit_rules: list[InhibitRuleConfig] = []
 
     def endpoint(self, name: str) -> EndpointConfig:
         for endpoint in self.endpoints:

@@ -2,8 +2,9 @@
 
 The decision alone can mislead: an action whose once-per-ticket key was used already is not
 sent again, an action that needs a link not made yet waits for it, and paused deliveries wait in
-the outbox, and a silence or a maintenance window active now mutes it. So the dry run reads the
-store as the router would (links, teams, echoes, used keys, silences),
+the outbox, and a silence or a maintenance window active now mutes it, as an inhibit rule does while
+an alert fires. So the dry run reads the store as the router would (links, teams, echoes, used keys,
+silences, firing alerts),
 through a read-only opening that never creates a database, and says what would really happen.
 """
 

@@ -37,13 +37,19 @@ class Metrics:
         )
         self.routed = Counter(
             "alertbridge_events_routed",
-            "Routing decisions, by result (routed, unmatched, failed, suppressed, silenced)",
+            "Routing decisions, by result (routed, unmatched, failed, suppressed, silenced, inhibited)",
             ["status"],
             registry=r,
         )
         self.silenced = Counter(
             "alertbridge_events_silenced_total",
             "Events a silence or a maintenance window muted when they were routed",
+            ["endpoint"],
+            registry=r,
+        )
+        self.inhibited = Counter(
+            "alertbridge_events_inhibited_total",
+            "Events an inhibit rule muted when they were routed (a firing alert inhibited them)",
             ["endpoint"],
             registry=r,
         )

@@ -51,7 +51,7 @@ const pages = {
     const rows = await api(`/api/v1/events?${q}`);
     view.innerHTML = `<h1>Events</h1>
       <form class="filters" id="filters"><input name="kind" placeholder="kind" value="${esc(params.kind || "")}">
-      <select name="status"><option value="">any status</option>${["routed", "unmatched", "failed", "suppressed", "received"].map((s) => `<option ${params.status === s ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <select name="status"><option value="">any status</option>${["routed", "unmatched", "failed", "suppressed", "silenced", "inhibited", "received"].map((s) => `<option ${params.status === s ? "selected" : ""}>${s}</option>`).join("")}</select>
       <button>Filter</button></form>
       <table><thead><tr><th>received</th><th>kind</th><th>title</th><th>endpoint</th><th>status</th></tr></thead><tbody>
       ${rows.map((r) => `<tr><td>${when(r.event.received_at)}</td><td><a href="#/event/${esc(r.event.id)}">${esc(r.event.kind)}</a></td><td>${esc(r.event.title)}</td><td>${esc(r.event.endpoint)}</td><td class="status-${esc(r.status)}">${esc(r.status)}</td></tr>`).join("")}
@@ -67,6 +67,7 @@ const pages = {
     const e = await api(`/api/v1/events/${encodeURIComponent(id)}`);
     const trace = (e.trace || []).map((step) => step.route
       ? `<li><b>${esc(step.route)}</b>: ${step.matched ? "matched" : "did not match"}<ul>${(step.reasons || []).map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
+         ${step.repeat ? `<div>${esc(step.repeat.result)}${step.repeat.why ? `: ${esc(step.repeat.why)}` : ""}</div>` : ""}
          ${(step.actions || []).map((a) => `<div>→ ${esc(a.action)} on ${esc(a.target)} ${a.error ? `<span class="error">${esc(a.error)}</span>` : ""}${a.waiting ? ` (waiting ${esc(a.waiting)})` : ""}</div>`).join("")}</li>`
       : `<li>${esc(step.result || (step.team !== undefined ? `team: ${step.team || "none"}` : ""))} ${esc(step.why || (step.matched_by ? `by ${step.matched_by}` : ""))}</li>`).join("");
     view.innerHTML = `<h1>${esc(e.event.kind)}</h1><p>${esc(e.event.title)} · <span class="status-${esc(e.status)}">${esc(e.status)}</span> · received ${when(e.event.received_at)}</p>

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertbridge.config import Config, Located
+from alertbridge.routing.inhibition import InhibitRule
 from alertbridge.routing.routes import Route, compile_route, condition
 from alertbridge.routing.silences import Invalid, Silence, parse_matchers, window, window_problems
 from alertbridge.templating.templates import Templates
@@ -18,6 +19,7 @@ class Rules:
     routes: list[Route]
     templates: Templates
     windows: tuple[Silence, ...] = ()  # the file's maintenance windows
+    inhibit: tuple[InhibitRule, ...] = ()  # the file's inhibit rules
 
 
 def compile_rules(config: Config) -> Rules:
@@ -25,7 +27,43 @@ def compile_rules(config: Config) -> Rules:
         routes=[compile_route(r) for r in config.routes],
         templates=Templates(config.tables),
         windows=tuple(maintenance_windows(config)),
+        inhibit=tuple(inhibit_rules(config)),
     )
+
+
+def inhibit_rules(config: Config) -> list[InhibitRule]:
+    """The file's `inhibit_rules:` (`validate_inhibit_rules` passed), named by `name` or place."""
+    return [
+        InhibitRule(
+            name=item.name or f"inhibit_rules[{i}]",
+            sources=tuple(parse_matchers(item.source_matchers)),
+            targets=tuple(parse_matchers(item.target_matchers)),
+            equal=tuple(item.equal),
+        )
+        for i, item in enumerate(config.inhibit_rules)
+    ]
+
+
+def validate_inhibit_rules(config: Config) -> list[Located]:
+    """Each rule's matchers (at least one on each side: none would mute everything) and `equal` names."""
+    problems: list[Located] = []
+    seen: set[str] = set()
+    for i, item in enumerate(config.inhibit_rules):
+        if item.name is not None:
+            if item.name in seen:
+                problems.append((("inhibit_rules", i, "name"), f"duplicate inhibit rule name {item.name!r}"))
+            seen.add(item.name)
+        for side in ("source_matchers", "target_matchers"):
+            try:
+                parse_matchers(getattr(item, side))
+            except Invalid as exc:
+                problems.append((("inhibit_rules", i, side), str(exc).replace("a silence needs", f"{side} needs")))
+        for j, name in enumerate(item.equal):
+            try:
+                parse_matchers([f"{name}=x"])
+            except Invalid:
+                problems.append((("inhibit_rules", i, "equal", j), f"{name!r} is not a label name or event.<field>"))
+    return problems
 
 
 def maintenance_windows(config: Config) -> list[Silence]:

@@ -13,6 +13,7 @@ from typing import Any
 from alertbridge.events import Event
 from alertbridge.ids import new_id
 from alertbridge.routing.episodes import per_episode
+from alertbridge.routing.repeats import InEpisode, per_repeat, repeat_of
 from alertbridge.routing.routes import Route
 from alertbridge.sources import refs
 from alertbridge.store.base import NewDelivery
@@ -27,6 +28,7 @@ class Decision:
     status: str  # routed | unmatched | failed
     trace: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
+    repeat_at: float | None = None  # when the next repeat interval of a matched route begins
 
 
 def decide(
@@ -38,6 +40,7 @@ def decide(
     original: Event | None = None,
     links: Sequence[Ref] = (),
     team: Mapping[str, Any] | None = None,
+    in_episode: InEpisode | None = None,
 ) -> Decision:
     subject = refs(event)  # its own name first, then the aliases the sources declare
     view = context(event, original, links, team, subject[0] if subject else None)
@@ -59,9 +62,15 @@ def decide(
             continue
         if decision.status == "unmatched":
             decision.status = "routed"
+        repeat = None
+        if route.repeat_interval is not None and in_episode is not None:
+            number, step["repeat"] = repeat_of(route.repeat_interval, in_episode, clock())
+            repeat = (in_episode.alert, number)
+            after = in_episode.opened_at + (number + 1) * route.repeat_interval
+            decision.repeat_at = after if decision.repeat_at is None else min(decision.repeat_at, after)
         step["actions"] = []
         for index, action in enumerate(route.actions):
-            step["actions"].append(_plan(event, route, index, action, targets, bound, clock, decision))
+            step["actions"].append(_plan(event, route, index, action, targets, bound, clock, decision, repeat))
         if not route.continue_:
             winner = route.name
     if decision.status == "unmatched":
@@ -78,8 +87,10 @@ def _plan(
     templates: Bound,
     clock: Callable[[], float],
     decision: Decision,
+    repeat: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Render one action into a delivery, or record why it could not be."""
+    """Render one action into a delivery, or record why it could not be. `repeat`: (the alert, its
+    repeat interval) on a route with `repeat_interval` (`routing/repeats.py`)."""
     where = f"routes.{route.name}.actions[{index}]"
     try:
         target_name = str(templates.render(action.target, f"{where}.target"))
@@ -94,11 +105,14 @@ def _plan(
         waiting = None
         if templates.context["links"].misses:  # a template asked for a link that is not there (yet)
             waiting, fields = _needs_link(event, target, action.action, fields)
-        key = (
-            per_episode(f"key:{templates.render(action.key, f'{where}.key')}", event.episode)
-            if action.key
-            else f"event:{event.id}:{route.name}:{index}"
-        )
+        if action.key:
+            key = per_episode(f"key:{templates.render(action.key, f'{where}.key')}", event.episode)
+        elif repeat is not None:  # repeats of the alert are deduplicated without a key of the route's
+            key = per_episode(f"key:alert:{repeat[0]}:{route.name}:{index}", event.episode)
+        else:
+            key = f"event:{event.id}:{route.name}:{index}"
+        if repeat is not None:
+            key = per_repeat(key, repeat[1])
         order = target.type.order_key(target.settings, action.action, fields)
     except RenderError as exc:
         decision.status = "failed"

@@ -39,7 +39,7 @@ def advance(
             return was.number, was, f"{kind}: episode {was.number} is the one this firing opened"
         number = was.number + 1
         why = f"{kind} opens episode {number} (episode {was.number} was still open: its resolve never came)"
-        return number, Episode(number, True, event_id), why
+        return number, Episode(number, True, event_id=event_id), why
     if effect == "restart":
         effect = "open"
     if effect == "open":
@@ -47,7 +47,7 @@ def advance(
             return was.number, was, f"{kind}: episode {was.number} is open already, so this belongs to it"
         number = was.number + 1
         after = f" (episode {was.number} was closed)" if was.number else ""
-        return number, Episode(number, True, event_id), f"{kind} opens episode {number}{after}"
+        return number, Episode(number, True, event_id=event_id), f"{kind} opens episode {number}{after}"
     if effect == "close":
         if was.open:
             return current, Episode(current, False), f"{kind} closes episode {current}"

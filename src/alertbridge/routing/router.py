@@ -11,12 +11,16 @@ alert's episode moves the alert in that transaction too, and only from where the
 An event that a silence or a maintenance window mutes when it is routed (`routing/silences.py`:
 the active ones are read from the store for each batch, so a silence made on any replica counts
 from the next batch on) is stored `silenced` with no deliveries, so it uses up no action's key.
+An event that an inhibit rule mutes (`routing/inhibition.py`: an alert matching its source matchers
+fires, that is, its episode is open, with the same `equal` labels) is stored `inhibited` the same
+way, its trace naming the rule and the alert; the open alerts are read for each batch too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -31,7 +35,9 @@ from alertbridge.metrics import Metrics
 from alertbridge.routing import Rules
 from alertbridge.routing.decide import Decision, decide
 from alertbridge.routing.episodes import advance, alert_of
-from alertbridge.routing.silences import Invalid, Silence, from_row, silencer
+from alertbridge.routing.inhibition import Inhibitor
+from alertbridge.routing.repeats import InEpisode
+from alertbridge.routing.silences import Invalid, Silence, from_row, silencer, values_of
 from alertbridge.routing.teams import TeamDirectory
 from alertbridge.sources import change_of, episodes_of, refs, through_api
 from alertbridge.store.base import Decided, Episode, EpisodeStep, Routing
@@ -128,13 +134,17 @@ class Router:
         used: set[int] = set()  # expectations this batch has already matched: each absorbs one echo
         alerts: dict[tuple[str, str], Episode] = {}  # where this batch's events leave each alert
         silences = await self.silences()
+        inhibitor = await self.inhibitor()
         for event in events:
-            echo_id, decision, moved = await self._route(event, used, alerts, silences)
+            echo_id, decision, moved = await self._route(event, used, alerts, silences, inhibitor)
             if echo_id is not None:
                 used.add(echo_id)
             writes.append((event, decision, echo_id, moved))
         results = await self.store.record_decisions(
-            [Decided(e.id, d.status, d.trace, d.deliveries, echo_id, moved) for e, d, echo_id, moved in writes],
+            [
+                Decided(e.id, d.status, d.trace, d.deliveries, echo_id, moved, d.repeat_at)
+                for e, d, echo_id, moved in writes
+            ],
             self.clock(),
         )
         created = 0
@@ -152,6 +162,8 @@ class Router:
             self.metrics.routed.labels(decision.status).inc()
             if decision.status == "silenced":
                 self.metrics.silenced.labels(event.endpoint).inc()
+            elif decision.status == "inhibited":
+                self.metrics.inhibited.labels(event.endpoint).inc()
             log.info(
                 "routed",
                 event_id=event.id,
@@ -166,7 +178,7 @@ class Router:
 
     async def preview(self, event: Event) -> Decision:
         """What routing would decide for this event now, writing nothing (`send --dry-run`)."""
-        return (await self._route(event, silences=await self.silences()))[1]
+        return (await self._route(event, silences=await self.silences(), inhibitor=await self.inhibitor()))[1]
 
     async def silences(self) -> list[Silence]:
         """The file's maintenance windows and the silences and windows active in the store now. A
@@ -179,27 +191,46 @@ class Router:
                 log.error("bad_silence", silence=row.get("id"), error=str(exc))
         return found
 
+    async def inhibitor(self) -> Inhibitor | None:
+        """The file's inhibit rules with the alerts firing now (None: no rules, nothing read)."""
+        if not self.rules.inhibit:
+            return None
+        return Inhibitor.of(self.rules.inhibit, await self.store.open_alerts())
+
     async def _route(
         self,
         event: Event,
         used: Collection[int] = (),
         alerts: MutableMapping[tuple[str, str], Episode] | None = None,
         silences: Sequence[Silence] = (),
+        inhibitor: Inhibitor | None = None,
     ) -> tuple[int | None, Decision, EpisodeStep | None]:
-        """The decision for one event: our own echo suppressed, else muted by a silence, else the
-        routes' (the expectation it used), and the step it takes in its alert's episodes. An echo
-        moves the alert too: an alert we closed is closed; a silenced alert still fires."""
+        """The decision for one event: our own echo suppressed, else muted by an inhibit rule or a
+        silence, else the routes' (the expectation it used), and the step it takes in its alert's
+        episodes. An echo moves the alert too: an alert we closed is closed; a muted alert still fires
+        (and still inhibits others)."""
         if event.filtered:  # the source kept it from routing (an endpoint's integration filter)
             return None, Decision("suppressed", [{"result": "not routed", "why": event.filtered}]), None
-        event, moved, episode = await self._episode(event, {} if alerts is None else alerts)
+        event, moved, episode, in_episode = await self._episode(event, {} if alerts is None else alerts)
+        if inhibitor is not None and moved is not None:
+            inhibitor.moved((moved.org, moved.alert), moved.now.open, event.id, moved.labels or {})
         echo_id, decision, step = await self._echo(event, used)
-        muted = silencer(silences, event, self.clock()) if decision is None else None
-        if muted is not None:
-            decision = Decision("silenced", [muted])
-            if step is not None:
-                decision.trace.insert(0, step)
+        muted = None
+        # A resolve is never inhibited: what paged before its source alert fired must be able to clear.
+        resolves = moved is not None and not moved.now.open
+        if decision is None and inhibitor is not None and not resolves:
+            own = alert_of(event)  # an alert never inhibits itself
+            muted = inhibitor.mutes(event, None if own is None else (event.org, own))
+            if muted is not None:
+                decision = Decision("inhibited", [muted])
         if decision is None:
-            decision = await self._decide(event)
+            muted = silencer(silences, event, self.clock())
+            if muted is not None:
+                decision = Decision("silenced", [muted])
+        if muted is not None and decision is not None and step is not None:
+            decision.trace.insert(0, step)
+        if decision is None:
+            decision = await self._decide(event, in_episode)
             if step is not None:
                 decision.trace.insert(0, step)
         if episode is not None:  # last: the steps before it keep their places (an echo's comes first)
@@ -208,26 +239,33 @@ class Router:
 
     async def _episode(
         self, event: Event, alerts: MutableMapping[tuple[str, str], Episode]
-    ) -> tuple[Event, EpisodeStep | None, dict[str, Any] | None]:
+    ) -> tuple[Event, EpisodeStep | None, dict[str, Any] | None, InEpisode | None]:
         """The event in its alert's episode (`event.episode`), the step it takes there (if it opens or
-        closes one), and the trace step that says which episode and why. `alerts`: where the batch's
-        earlier events left each alert, since their steps are recorded with the batch."""
+        closes one), the trace step that says which episode and why, and, while the episode is open,
+        since when (for `repeat_interval`). `alerts`: where the batch's earlier events left each
+        alert, since their steps are recorded with the batch."""
         kinds = self.episodes.get(event.endpoint)
         if kinds is None:
             kinds = episodes_of(event.source)
         alert = alert_of(event) if kinds else None
         if alert is None:
-            return event, None, None
+            return event, None, None, None
         key = (event.org, alert)
         was = alerts[key] if key in alerts else await self.store.episode(event.org, alert)
         effect = kinds.get(event.kind)
         number, now, why = advance(was, effect, event.kind, event.id)
+        opens = now.open and (not was.open or now.number != was.number)  # a restart opens one while open
+        if opens:
+            now = dataclasses.replace(now, opened_at=self.clock())
         alerts[key] = now
-        moved = EpisodeStep(event.org, alert, event.id, was, now) if effect else None
+        moved = EpisodeStep(event.org, alert, event.id, was, now, values_of(event)) if effect else None
         trace = {"result": f"episode {number} of alert {alert}", "why": why, "episode": number, "alert": alert}
-        return msgspec.structs.replace(event, episode=number), moved, trace
+        in_episode = None
+        if now.open and now.opened_at is not None:
+            in_episode = InEpisode(alert, number, now.opened_at, opens)
+        return msgspec.structs.replace(event, episode=number), moved, trace, in_episode
 
-    async def _decide(self, event: Event) -> Decision:
+    async def _decide(self, event: Event, in_episode: InEpisode | None = None) -> Decision:
         original = None
         in_reply_to = event.identifiers.get("in_reply_to")
         if in_reply_to:
@@ -237,7 +275,15 @@ class Router:
         linked = await self.store.links_of(event.org, subject) if self.uses_links and subject else []
         team, step = await self._team(event)
         decision = decide(
-            event, self.rules.routes, self.targets, self.rules.templates, self.clock, original, linked, team
+            event,
+            self.rules.routes,
+            self.targets,
+            self.rules.templates,
+            self.clock,
+            original,
+            linked,
+            team,
+            in_episode,
         )
         if step is not None:
             decision.trace.insert(0, step)

@@ -172,6 +172,7 @@ class Route:
     conditions: tuple[Condition, ...]
     actions: tuple[ActionConfig, ...]
     continue_: bool
+    repeat_interval: float | None = None  # see `routing/repeats.py`
 
     def check(self, event: Mapping[str, Any]) -> tuple[bool, list[str]]:
         """Whether every condition holds, and the reason for each (all are evaluated, for the trace)."""
@@ -189,4 +190,5 @@ def compile_route(config: RouteConfig) -> Route:
         conditions=tuple(condition(path, spec) for path, spec in config.match.items()),
         actions=tuple(config.actions),
         continue_=config.continue_,
+        repeat_interval=config.repeat_interval,
     )

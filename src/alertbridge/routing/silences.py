@@ -77,7 +77,10 @@ class Matcher:
         return self.op in ("=", "=~")
 
     def matches(self, event: Event) -> bool:
-        found = value_of(event, self.name)
+        return self.holds(value_of(event, self.name))
+
+    def holds(self, found: str) -> bool:
+        """Whether the value a matcher reads (`value_of`, or a stored `values_of`) satisfies it."""
         if self.pattern is not None:
             return (self.pattern.fullmatch(found) is not None) == self.is_equal
         return (found == self.value) == self.is_equal
@@ -164,6 +167,17 @@ def value_of(event: Event, name: str) -> str:
     if found is None:
         return ""
     return found if isinstance(found, str) else str(found)
+
+
+def values_of(event: Event) -> dict[str, str]:
+    """Everything a matcher can read of the event, by matcher name (labels, and `event.<field>` for
+    the fields it has): kept with an open alert, so that inhibit rules match it later."""
+    found = {name: value_of(event, name) for name in event.labels if not name.startswith("event.")}
+    for name in EVENT_FIELDS:
+        value = value_of(event, f"event.{name}")
+        if value:
+            found[f"event.{name}"] = value
+    return found
 
 
 # ---- windows

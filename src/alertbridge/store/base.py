@@ -2,8 +2,8 @@
 
 Statuses:
 - event: `received` (durable, not yet routed) → `routed` | `unmatched` | `failed` | `suppressed` |
-  `silenced` (a redelivery of a silenced event makes it `received` again: routed anew, it pages if
-  its silence has ended)
+  `silenced` | `inhibited` (a redelivery of a silenced or inhibited event makes it `received` again:
+  routed anew, it pages if its silence has ended or its inhibiting alert resolved)
 - delivery: `pending` → `in_flight` (claimed by a dispatcher until its lease ends) →
   `delivered` | `pending` again (retry) | `dead` (gave up; `replay` makes it pending)
 """
@@ -29,6 +29,8 @@ class Decided:
     deliveries: Sequence[NewDelivery]
     echo_id: int | None = None  # the expected echo this event turned out to be
     episode: EpisodeStep | None = None  # what the event did to its alert's episode, if it opens or closes one
+    # When a redelivery of the event is a repeat to route again (a route's `repeat_interval` came round)
+    repeat_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Episode:
 
     number: int = 0
     open: bool = False
+    opened_at: float | None = field(default=None, compare=False)  # when the open one opened (repeats)
     # The event that last moved it (for an episode a `restart` opened: that firing); not compared.
     event_id: str | None = field(default=None, compare=False)
 
@@ -57,6 +60,9 @@ class EpisodeStep:
     event_id: str
     was: Episode
     now: Episode
+    # What matchers read of the event (`silences.values_of`), kept with the alert: inhibit rules
+    # match the alerts that fire by it.
+    labels: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,8 @@ class Routing(Protocol):
     async def episode(self, org: str, alert: str) -> Episode: ...
     # The silences and windows active at `now` (every org's), read for each batch the router routes.
     async def active_silences(self, now: float) -> list[dict[str, Any]]: ...
+    # The alerts whose episode is open (every org's: org, alert, event_id, labels), for inhibit rules.
+    async def open_alerts(self) -> list[dict[str, Any]]: ...
 
 
 class Outbox(Protocol):

@@ -51,6 +51,10 @@ class SQLStore(ABC):
     async def episode(self, org: str, alert: str) -> Episode:
         return sql.episode(await self._one(self.q.episode, {"org": org, "alert": alert}))
 
+    async def open_alerts(self) -> list[dict[str, Any]]:
+        rows = await self._all(self.q.open_alerts, {})
+        return [{**dict(row), "labels": self._decode(row["labels"])} for row in rows]
+
     async def active_silences(self, now: float) -> list[dict[str, Any]]:
         return [self._silence(row) for row in await self._all(self.q.active_silences, {"now": now})]
 

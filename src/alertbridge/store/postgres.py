@@ -239,7 +239,7 @@ _INSERT_EVENTS = (
 )
 _RESEND = (
     "UPDATE events SET status = 'received', claim = NULL, claimed_until = NULL"
-    " WHERE id = ANY(%s) AND status = 'silenced'"
+    " WHERE id = ANY(%s) AND (status IN ('silenced', 'inhibited') OR (status = 'routed' AND repeat_at <= %s))"
 )
 _FIRST_COPIES = (
     "SELECT e.org, e.endpoint, e.delivery_key, e.id FROM events e"
@@ -604,9 +604,11 @@ class PostgresStore(SQLStore):
                 seen[(copy["org"], copy["endpoint"], copy["delivery_key"])] = copy["id"]
             if any(seen[(r[1], r[2], r[5])] == r[0] for r in lost):  # cannot happen; never claim it stored
                 raise StoreUnavailable("an event was neither stored nor found stored")
-            # A redelivered event that was silenced is routed again: a sender that repeats a firing
-            # alert (Alertmanager, each `repeat_interval`) pages once its silence has ended.
-            cursor = await conn.execute(_RESEND, ([seen[(r[1], r[2], r[5])] for r in lost],))
+            # A redelivered event that was silenced or inhibited is routed again: a sender that repeats
+            # a firing alert (Alertmanager, each `repeat_interval`) pages once its silence has ended or
+            # its inhibiting alert resolved; so is one whose route's repeat_interval has come round.
+            received = max(r[7] for r in lost)
+            cursor = await conn.execute(_RESEND, ([seen[(r[1], r[2], r[5])] for r in lost], received))
             resent = cursor.rowcount
         if inserted or resent:
             await self._notify(conn, EVENTS_CHANNEL)
@@ -689,9 +691,10 @@ class PostgresStore(SQLStore):
             traces = [json.dumps(mark_done(d.trace, d.deliveries, recorded[d.event_id])) for d in kept]
             await conn.execute(
                 "UPDATE events SET status = t.status, trace = t.trace, routed_at = %s, claim = NULL,"
-                " claimed_until = NULL FROM unnest(%s::text[], %s::text[], %s::json[]) AS t (id, status, trace)"
+                " claimed_until = NULL, repeat_at = t.repeat_at"
+                " FROM unnest(%s::text[], %s::text[], %s::json[], %s::float8[]) AS t (id, status, trace, repeat_at)"
                 " WHERE events.id = t.id AND events.status = 'received'",
-                (now, [d.event_id for d in kept], [d.status for d in kept], traces),
+                (now, [d.event_id for d in kept], [d.status for d in kept], traces, [d.repeat_at for d in kept]),
             )
             if lost:  # any replica may route them again, at once
                 await conn.execute(

@@ -298,6 +298,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX silences_ending ON silences (ends_at);
         """,
     ),
+    (
+        15,
+        # Inhibition and repeats: what inhibit rules read of an open alert (its labels and the event
+        # fields matchers read), when its open episode opened (a route's repeat_interval counts from
+        # there), and from when a redelivered event is a repeat to route again (`repeat_at`).
+        """
+        ALTER TABLE episodes ADD COLUMN labels json;
+        ALTER TABLE episodes ADD COLUMN opened_at double precision;
+        ALTER TABLE events ADD COLUMN repeat_at double precision;
+        CREATE INDEX episodes_open ON episodes (org) WHERE state = 'open';
+        """,
+    ),
 ]
 
 

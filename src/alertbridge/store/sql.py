@@ -8,6 +8,7 @@ and JSON columns through the backend's `decode` (text on SQLite, already decoded
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -77,14 +78,18 @@ class Statements:
     )
 
     # An alert's episodes: read before routing, moved with the decision only from the state read.
-    episode: str = "SELECT number, state, event_id FROM episodes WHERE org = :org AND alert = :alert"
+    episode: str = "SELECT number, state, opened_at, event_id FROM episodes WHERE org = :org AND alert = :alert"
     episode_step: str = (
-        "INSERT INTO episodes (org, alert, number, state, event_id, updated_at)"
-        " VALUES (:org, :alert, :number, :state, :event_id, :now)"
+        "INSERT INTO episodes (org, alert, number, state, event_id, updated_at, labels, opened_at)"
+        " VALUES (:org, :alert, :number, :state, :event_id, :now, :labels, :opened_at)"
         " ON CONFLICT (org, alert) DO UPDATE SET number = excluded.number, state = excluded.state,"
-        " event_id = excluded.event_id, updated_at = excluded.updated_at"
+        " event_id = excluded.event_id, updated_at = excluded.updated_at,"
+        " labels = COALESCE(excluded.labels, episodes.labels),"
+        " opened_at = COALESCE(excluded.opened_at, episodes.opened_at)"
         " WHERE episodes.number = :was_number AND episodes.state = :was_state"
     )
+    # The alerts that fire now, with what inhibit rules match them by.
+    open_alerts: str = "SELECT org, alert, event_id, labels FROM episodes WHERE state = 'open' AND labels IS NOT NULL"
     # An echo a decision took, given back because the decision is not recorded after all.
     release_echo: str = "UPDATE echoes SET consumed_by = NULL WHERE id = :id AND consumed_by = :event_id"
 
@@ -279,7 +284,9 @@ def event_row(row: Row, decode: Decode) -> EventRow:
 
 def episode(row: Row | None) -> Episode:
     """An alert's episode row (or none) as the router reads it."""
-    return Episode(row["number"], row["state"] == "open", row["event_id"]) if row else Episode()
+    return (
+        Episode(row["number"], row["state"] == "open", row["opened_at"], event_id=row["event_id"]) if row else Episode()
+    )
 
 
 def episode_params(step: EpisodeStep, now: float) -> dict[str, Any]:
@@ -294,6 +301,9 @@ def episode_params(step: EpisodeStep, now: float) -> dict[str, Any]:
         "now": now,
         "was_number": step.was.number,
         "was_state": step.was.state,
+        "labels": None if step.labels is None else json.dumps(dict(step.labels)),
+        # An episode that opens now starts its repeat_interval now; any other step keeps the time.
+        "opened_at": now if step.now.open and not step.was.open else None,
     }
 
 

@@ -357,6 +357,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX silences_ending ON silences (ends_at);
         """,
     ),
+    (
+        15,
+        # Inhibition and repeats: what inhibit rules read of an open alert (its labels and the event
+        # fields matchers read), when its open episode opened (a route's repeat_interval counts from
+        # there), and from when a redelivered event is a repeat to route again (`repeat_at`).
+        """
+        ALTER TABLE episodes ADD COLUMN labels TEXT;
+        ALTER TABLE episodes ADD COLUMN opened_at REAL;
+        ALTER TABLE events ADD COLUMN repeat_at REAL;
+        CREATE INDEX episodes_open ON episodes (org) WHERE state = 'open';
+        """,
+    ),
 ]
 
 
@@ -517,7 +529,10 @@ def _savepoint(conn: sqlite3.Connection, work: Callable[[], list[Any]]) -> list[
     return [(v, None) for v in values] if isinstance(values, list) else [(values, None)]
 
 
-RESEND = "UPDATE events SET status = 'received' WHERE status = 'silenced'"
+RESEND = (
+    "UPDATE events SET status = 'received'"
+    " WHERE (status IN ('silenced', 'inhibited') OR (status = 'routed' AND repeat_at <= ?))"
+)
 _EVENT_COLUMNS = "id, org, endpoint, source, kind, delivery_key, subject_id, received_at, status, data"
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
 
@@ -551,8 +566,9 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
     """Every waiting request's events in a few statements, not a statement per row (less Python in
     the writer thread, which shares the interpreter lock with the loop); redeliveries point at the
     first copy."""
-    first = _stored_ids(conn, [row for i in indexes for row in batch[i].events or []])
-    _unsilence(conn, list(first.values()))
+    rows = [row for i in indexes for row in batch[i].events or []]
+    first = _stored_ids(conn, rows)
+    _unsilence(conn, list(first.values()), max((row[7] for row in rows), default=0.0))
     new_rows = []
     results: list[list[Stored]] = []
     for i in indexes:
@@ -577,13 +593,15 @@ def _insert_events(conn: sqlite3.Connection, batch: list[_Job], indexes: list[in
     return results
 
 
-def _unsilence(conn: sqlite3.Connection, event_ids: list[str]) -> None:
-    """A redelivered event that was silenced is routed again (`RESEND`): a sender that repeats a
-    firing alert (Alertmanager, each `repeat_interval`) pages once its silence has ended."""
-    size = _per_statement(conn, 1)
+def _unsilence(conn: sqlite3.Connection, event_ids: list[str], now: float) -> None:
+    """A redelivered event that was silenced or inhibited is routed again (`RESEND`): a sender that
+    repeats a firing alert (Alertmanager, each `repeat_interval`) pages once its silence has ended
+    or its inhibiting alert resolved; so is one routed by a route with `repeat_interval` once its
+    next interval has begun (`repeat_at`, at `now`: when the redelivery was received)."""
+    size = _per_statement(conn, 1, fixed=1)
     for start in range(0, len(event_ids), size):
         chunk = event_ids[start : start + size]
-        conn.execute(f"{RESEND} AND id IN ({', '.join('?' * len(chunk))})", chunk)
+        conn.execute(f"{RESEND} AND id IN ({', '.join('?' * len(chunk))})", [now, *chunk])
 
 
 def _stored_ids(conn: sqlite3.Connection, rows: list[tuple]) -> dict[tuple[str, str, str], str]:
@@ -846,9 +864,15 @@ class SQLiteStore(SQLStore):
                 existing = _insert_deliveries(conn, decided.deliveries)
                 trace = mark_done(decided.trace, decided.deliveries, existing)
                 conn.execute(
-                    "UPDATE events SET status = :status, trace = :trace, routed_at = :now"
+                    "UPDATE events SET status = :status, trace = :trace, routed_at = :now, repeat_at = :repeat_at"
                     " WHERE id = :id AND status = 'received'",
-                    {"status": decided.status, "trace": _dumps(trace), "now": now, "id": decided.event_id},
+                    {
+                        "status": decided.status,
+                        "trace": _dumps(trace),
+                        "now": now,
+                        "id": decided.event_id,
+                        "repeat_at": decided.repeat_at,
+                    },
                 )
                 results.append(existing)
             return results
