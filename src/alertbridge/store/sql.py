@@ -302,8 +302,9 @@ def episode_params(step: EpisodeStep, now: float) -> dict[str, Any]:
         "was_number": step.was.number,
         "was_state": step.was.state,
         "labels": None if step.labels is None else json.dumps(dict(step.labels)),
-        # An episode that opens now starts its repeat_interval now; any other step keeps the time.
-        "opened_at": now if step.now.open and not step.was.open else None,
+        # An episode that opens now (a restart too: one open while another was) starts its
+        # repeat_interval now; any other step keeps the time.
+        "opened_at": now if step.now.open and (not step.was.open or step.now.number != step.was.number) else None,
     }
 
 
